@@ -1,0 +1,138 @@
+"""One LoRA layer for every placement, and the code that puts it into a model.
+
+``LoRALinear`` keeps loralib's parameter names (``lora_A``: r x in, ``lora_B``: out x r, scaling
+alpha / r), so ESPnet's ``adapter_only`` save strategy and checkpoints of ESPnet's own LoRA work
+with it. A placement (raw, AW, VO, R1, LA) is only a choice of modules and ranks.
+"""
+
+import logging
+import math
+from typing import Dict, Iterable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LoRALinear(nn.Linear):
+    """``y = x W^T + b + scaling * dropout(x) A^T B^T``; B starts at zero, so training starts
+    from the base model. ``merge()`` folds the update into W (zero inference overhead)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias  # shared, not copied
+        factory = dict(device=base.weight.device, dtype=base.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as loralib and PEFT
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.base_class = type(base)
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Whisper's Linear casts its weights to the input's dtype (fp16 inference, AMP).
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        y = F.linear(x, self.weight.to(x.dtype), bias)
+        if self.merged:
+            return y
+        h = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype))
+        return y + F.linear(h, self.lora_B.to(x.dtype)) * self.scaling
+
+    @torch.no_grad()
+    def merge(self):
+        if not self.merged:
+            self.weight += self.delta_weight().to(self.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self):
+        if self.merged:
+            self.weight -= self.delta_weight().to(self.weight.dtype)
+            self.merged = False
+
+    def to_plain_linear(self) -> nn.Linear:
+        """The merged layer as the model's original Linear class, adapter gone."""
+        self.merge()
+        plain = self.base_class(self.in_features, self.out_features, bias=self.bias is not None,
+                                device=self.weight.device, dtype=self.weight.dtype)
+        plain.weight, plain.bias = self.weight, self.bias
+        return plain
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}")
+
+
+def matching_linears(model: nn.Module, target_modules: Iterable[str]) -> List[str]:
+    """Names of the ``nn.Linear`` modules whose name ends with one of ``target_modules``
+    (ESPnet's convention: ``"query"`` matches ``attn.query`` and ``cross_attn.query``)."""
+    targets = list(target_modules)
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not isinstance(module, LoRALinear)
+            and any(name == t or name.endswith("." + t) for t in targets)]
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module):
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def inject_lora(model: nn.Module, ranks: Dict[str, int], alpha_over_rank: Optional[float] = None,
+                alpha: Optional[float] = None, dropout: float = 0.0) -> List[str]:
+    """Replace each named Linear by a ``LoRALinear`` of the given rank.
+
+    ``alpha`` fixes alpha for every module (scaling alpha / r, loralib and PEFT's convention);
+    ``alpha_over_rank`` fixes the scaling instead, for placements that mix ranks.
+    """
+    for name, rank in ranks.items():
+        base = model.get_submodule(name)
+        if not isinstance(base, nn.Linear):
+            raise ValueError(f"{name} is a {type(base).__name__}, not a Linear")
+        module_alpha = alpha if alpha is not None else alpha_over_rank * rank
+        _set_submodule(model, name, LoRALinear(base, rank, module_alpha, dropout))
+    return list(ranks)
+
+
+def lora_modules(model: nn.Module) -> Dict[str, LoRALinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def freeze_all_but(model: nn.Module, is_trainable) -> int:
+    """Freeze every parameter for which ``is_trainable(name)`` is false; return the trainable
+    count. PEFT freezes the base model; ESPnet's own LoRA did not (espnet #5734)."""
+    trainable = 0
+    for name, param in model.named_parameters():
+        param.requires_grad = bool(is_trainable(name))
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable
+
+
+def is_lora_parameter(name: str) -> bool:
+    return name.endswith(".lora_A") or name.endswith(".lora_B")
+
+
+def merge_lora(model: nn.Module) -> int:
+    """Fold every LoRA update into its weight and put the plain Linear back; return the count."""
+    modules = lora_modules(model)
+    for name, module in modules.items():
+        _set_submodule(model, name, module.to_plain_linear())
+    return len(modules)
+
+
+def count_parameters(model: nn.Module):
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def log_trainable(model: nn.Module, method: str):
+    trainable, total = count_parameters(model)
+    logging.info(f"[espnet_lalora] {method}: trainable parameters {trainable:,} of {total:,} "
+                 f"({100.0 * trainable / total:.4f}%)")
