@@ -52,7 +52,7 @@ def write_map(path, mapping: Dict[str, str]):
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for key in sorted(mapping):
-            f.write(f"{key} {mapping[key]}\n")
+            f.write(f"{key} {mapping[key]}".rstrip(" ") + "\n")
     os.replace(tmp, path)
 
 

@@ -1,15 +1,41 @@
-"""Registration with ESPnet from the outside: adapter names in ESPnet's adapter table, and an
-``ASRTask`` whose ``--adapter`` option accepts them. ESPnet's trainer, DDP, AMP and resume are
-used as they are."""
+"""Registration with ESPnet from the outside: adapter names in ESPnet's adapter table, an
+``ASRTask`` whose ``--adapter`` option accepts them, and a per-utterance Whisper language prompt.
+ESPnet's trainer, DDP, AMP and resume are used as they are."""
+
+import functools
 
 import espnet2.tasks.asr
 from espnet2.layers import create_adapter as _create_adapter
+from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
 
 from espnet_lalora.methods import ADAPTERS
 
 
+def _per_utterance_language(tokens2ids):
+    """ESPnet prefixes every training transcript with one fixed prompt, ``<|lang|><|transcribe|>
+    <|notimestamps|>`` of ``whisper_language``. A multilingual corpus needs the utterance's own
+    language: a transcript that starts with a language token (``<|ko|>...``, written by stage 4
+    as ``text_whisper``) gets that language in its prompt instead."""
+
+    @functools.wraps(tokens2ids)
+    def wrapped(self, tokens):
+        tokens = list(tokens)
+        if tokens and tokens[0] in self.tokenizer.tokenizer.additional_special_tokens:
+            lang_id = self.tokenizer.tokenizer.convert_tokens_to_ids(tokens[0])
+            if lang_id in self.tokenizer.all_language_tokens:
+                prompt = [lang_id] + list(self.tokenizer.sot_sequence_including_notimestamps[2:])
+                return prompt + self.tokenizer.tokenizer.convert_tokens_to_ids(tokens[1:])
+        return tokens2ids(self, tokens)
+
+    wrapped._espnet_lalora = True
+    return wrapped
+
+
 def register():
     _create_adapter.create_adapter_fn_table.update(ADAPTERS)
+    if not getattr(OpenAIWhisperTokenIDConverter.tokens2ids, "_espnet_lalora", False):
+        OpenAIWhisperTokenIDConverter.tokens2ids = _per_utterance_language(
+            OpenAIWhisperTokenIDConverter.tokens2ids)
 
 
 register()  # at import, also in processes that ESPnet spawns for DDP

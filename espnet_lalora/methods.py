@@ -6,6 +6,7 @@ Module names in ESPnet's Whisper model: ``encoder.encoders.blocks.{i}.attn.{quer
 ``cross_attn.query``); only Linear layers inside Whisper blocks are candidates.
 """
 
+import inspect
 import logging
 from typing import List, Optional
 
@@ -67,3 +68,16 @@ def create_lora_adapter(model: nn.Module, rank: int = 8, alpha: Optional[float] 
 ADAPTERS = {
     "lora": create_lora_adapter,
 }
+
+
+def check_adapter_conf(method: str, conf: dict):
+    """Validate ``adapter_conf`` for ``method`` without building a model."""
+    if method not in ADAPTERS:
+        raise AdapterConfigError(f"unknown adapter {method!r}; known: {sorted(ADAPTERS)}")
+    accepted = set(inspect.signature(ADAPTERS[method]).parameters) - {"model", "method"}
+    unknown = sorted(set(conf) - accepted)
+    if unknown:
+        raise AdapterConfigError(f"adapter_conf has unknown key(s) {unknown} for {method!r}; "
+                                 f"accepted: {sorted(accepted)}")
+    if "rank" in conf:
+        _check_rank(conf["rank"], method)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The embedded default recipe: a small multilingual corpus (Japanese, Korean, English, Spanish)
+# synthesized on this machine with espeak-ng, Whisper base fine-tuned with raw LoRA, compared with
+# zero-shot Whisper base. Runs anywhere, nothing to download but packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+exec ../../../local/asr.sh \
+    --train_set train --valid_set dev --test_sets "test" \
+    --asr_config conf/train_lora.yaml --inference_config conf/decode.yaml \
+    --whisper_model base --lang multi \
+    "$@"

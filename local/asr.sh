@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# The shared recipe driver of espnet-lalora: stages 1-12, from data preparation to RESULTS.md.
+# A recipe's run.sh passes its defaults as options and then the user's ("$@"), last one wins.
+# Each stage logs "Stage N: ..." with its time, writes a log under exp/, can run alone, and skips
+# work whose outputs are complete (a stamp holds the fingerprint of its inputs and options).
+set -euo pipefail
+
+lalora_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [$(basename "$PWD")] $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# ---- options: name, default, help. `./run.sh --help` prints them with the recipe's defaults.
+declare -a option_names=()
+declare -A option_help=()
+option() { option_names+=("$1"); printf -v "$1" '%s' "$2"; option_help[$1]=$3; }
+option stage 1 "first stage to run (1-12)"
+option stop_stage 12 "last stage to run (1-12)"
+option nj 2 "parallel jobs for data formatting and decoding"
+option ngpu 0 "GPUs for training and decoding (0: CPU); >1 trains with ESPnet's DDP"
+option python "" "Python with espnet-lalora installed (default: the project's .venv)"
+option train_set train "training data dir name under data/"
+option valid_set dev "validation data dir name under data/"
+option test_sets test "space-separated test sets: names under data/ or paths to any Kaldi data dir"
+option asr_config conf/train_lora.yaml "ESPnet training config (method, rank, optimizer, epochs)"
+option inference_config conf/decode.yaml "ESPnet decoding config (beam, length ratios)"
+option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
+option asr_tag "" "experiment name suffix (default: the config's file name)"
+option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
+option lang multi "language of data without utt2lang (ISO 639-1, e.g. ja); multi: read utt2lang"
+option speed_perturb_factors "" "e.g. '0.9 1.0 1.1'; empty: no speed perturbation"
+option corpus_dir "" "corpus location, for recipes that read a corpus"
+option local_data_opts "" "extra options for the recipe's local/data.sh"
+option min_wav_duration 0.3 "stage 4 drops shorter training utterances (seconds)"
+option max_wav_duration 30 "stage 4 drops longer training utterances (seconds; Whisper: 30)"
+option zero_shot true "also decode and score the untrained Whisper (true/false)"
+option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
+option inference_args "" "extra options for ESPnet's asr_inference"
+option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
+
+usage() {
+  echo "Usage: ./run.sh [options]   (stages 1-12: data, speed perturbation, format, filter, token list,"
+  echo "  statistics, LA selection, training, merge/export, decoding, scoring, report)"
+  echo "Options (default in brackets):"
+  local name
+  for name in "${option_names[@]}"; do
+    printf '  --%-22s %s [%s]\n' "$name" "${option_help[$name]}" "${!name}"
+  done
+}
+
+show_help=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h) show_help=true; shift; continue ;;
+    --*=*) key=${1%%=*}; value=${1#*=}; shift ;;
+    --*) key=$1; [ $# -ge 2 ] || die "option $1 needs a value (see --help)"; value=$2; shift 2 ;;
+    *) die "unexpected argument '$1'; options look like --name value (see --help)" ;;
+  esac
+  key=${key#--}; key=${key//-/_}
+  [ -n "${option_help[$key]+set}" ] || die "unknown option --$key (see $0 --help)"
+  printf -v "$key" '%s' "$value"
+done
+if $show_help; then usage; exit 0; fi
+
+# ---- checks before anything runs: bad options cost nothing and touch nothing.
+for name in stage stop_stage nj ngpu; do
+  [[ ${!name} =~ ^[0-9]+$ ]] || die "--$name must be a non-negative integer, got '${!name}'"
+done
+[ "$stage" -ge 1 ] && [ "$stop_stage" -le 12 ] || die "stages run from 1 to 12 (got --stage $stage --stop_stage $stop_stage)"
+[ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage; nothing would run"
+[ "$nj" -ge 1 ] || die "--nj must be at least 1"
+case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
+runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+if runs 6 || runs 7 || runs 8 || runs 9 || runs 10; then
+  [ -f "$asr_config" ] || die "--asr_config $asr_config: file not found (configs are in conf/, e.g. conf/train_lora.yaml)"
+fi
+if runs 10; then
+  [ -f "$inference_config" ] || die "--inference_config $inference_config: file not found"
+fi
+if [ -z "$python" ]; then
+  python=${LALORA_PYTHON:-$lalora_root/.venv/bin/python}
+fi
+[ -x "$python" ] || command -v "$python" >/dev/null || die "no Python at $python; run: bash $lalora_root/tools/install.sh"
+py() { "$python" "$@"; }
+export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::FutureWarning}
+if runs 6 || runs 7 || runs 8 || runs 9; then
+  py -m espnet_lalora.bin.check_config --asr_config "$asr_config" || exit 1
+fi
+
+[ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml)
+asr_exp=exp/asr_${asr_tag}
+zero_shot_exp=exp/asr_zero_shot_whisper_${whisper_model}
+stats_dir=exp/asr_stats_raw_whisper_multilingual
+token_list=data/token_list/whisper_multilingual/tokens.txt
+[ -z "$speed_perturb_factors" ] || train_sp=${train_set}_sp
+train_dump=${train_sp:-$train_set}
+inference_tag=$(basename "$inference_config" .yaml)
+
+# A test set is a name under data/ or a path to any data dir; its dump name is its base name.
+data_path() { case "$1" in */*) echo "$1" ;; *) echo "data/$1" ;; esac; }
+dump_name() { basename "$1"; }
+test_names=""
+for t in $test_sets; do test_names+=" $(dump_name "$t")"; done
+
+# `stamp check STAMP "inputs" "options"` succeeds when the outputs are complete; `stamp mark` records it.
+stamp() { py -m espnet_lalora.bin.stamp "$@"; }
+stage_start() { stage_t0=$(date +%s); log "Stage $1: $2"; }
+stage_end() { log "Stage $1 done in $(( $(date +%s) - stage_t0 )) s"; }
+mkdir -p exp/logs
+
+if runs 1; then
+  stage_start 1 "data preparation (local/data.sh)"
+  if [ -n "$corpus_dir" ] && [ ! -e "$corpus_dir" ]; then
+    die "--corpus_dir $corpus_dir does not exist; give the folder the recipe's README names"
+  fi
+  inputs="local/data.sh"
+  opts="$corpus_dir $local_data_opts"
+  if stamp check data/.stage1.done "$inputs" "$opts"; then
+    log "data dirs already prepared (data/.stage1.done); skipping"
+  else
+    # shellcheck disable=SC2086
+    PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" $local_data_opts 2>&1 | tee exp/logs/stage1_data.log
+    stamp mark data/.stage1.done "$inputs" "$opts"
+  fi
+  stage_end 1
+fi
+
+if runs 2; then
+  stage_start 2 "speed perturbation (factors: ${speed_perturb_factors:-none})"
+  if [ -z "$speed_perturb_factors" ]; then
+    log "no --speed_perturb_factors: nothing to do"
+  elif stamp check "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors"; then
+    log "data/$train_sp is complete; skipping"
+  else
+    py -m espnet_lalora.bin.speed_perturb --data "data/$train_set" --out "data/$train_sp" \
+      --factors "$speed_perturb_factors" 2>&1 | tee exp/logs/stage2_speed_perturb.log
+    stamp mark "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors"
+  fi
+  stage_end 2
+fi
+
+if runs 3; then
+  stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
+  for pair in "data/$train_dump:dump/raw/org/$train_dump" "data/$valid_set:dump/raw/org/$valid_set" \
+      $(for t in $test_sets; do echo "$(data_path "$t"):dump/raw/$(dump_name "$t")"; done); do
+    src=${pair%%:*}; dst=${pair#*:}
+    if stamp check "$dst/.done" "$src" "16k"; then
+      log "$dst is complete; skipping"; continue
+    fi
+    py -m espnet_lalora.bin.format_data --data "$src" --out "$dst" --nj "$nj" \
+      2>&1 | tee "exp/logs/stage3_format_$(basename "$dst").log"
+    stamp mark "$dst/.done" "$src" "16k"
+  done
+  stage_end 3
+fi
+
+if runs 4; then
+  stage_start 4 "filter training and validation data (${min_wav_duration}-${max_wav_duration} s, empty text)"
+  for set in "$train_dump" "$valid_set"; do
+    opts="$min_wav_duration $max_wav_duration $lang"
+    if stamp check "dump/raw/$set/.done" "dump/raw/org/$set" "$opts"; then
+      log "dump/raw/$set is complete; skipping"; continue
+    fi
+    py -m espnet_lalora.bin.filter_data --data "dump/raw/org/$set" --out "dump/raw/$set" \
+      --min_sec "$min_wav_duration" --max_sec "$max_wav_duration" --lang "$lang" \
+      2>&1 | tee "exp/logs/stage4_filter_$set.log"
+    stamp mark "dump/raw/$set/.done" "dump/raw/org/$set" "$opts"
+  done
+  stage_end 4
+fi
+
+if runs 5; then
+  stage_start 5 "Whisper token list"
+  if stamp check "$token_list.done" "" "whisper_multilingual"; then
+    log "$token_list exists; skipping"
+  else
+    mkdir -p "$(dirname "$token_list")"
+    py -m espnet2.bin.whisper_export_vocabulary --whisper_model whisper_multilingual \
+      --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1
+    mv "$token_list.tmp" "$token_list"
+    stamp mark "$token_list.done" "" "whisper_multilingual"
+  fi
+  stage_end 5
+fi
+
+# ESPnet's asr_train options shared by stages 6 and 8: data, token type, the plugin's task.
+espnet_data_args() {
+  echo --use_preprocessor true --token_type whisper_multilingual --bpemodel whisper_multilingual \
+    --token_list "$token_list" --non_linguistic_symbols none --cleaner none --g2p none \
+    --train_data_path_and_name_and_type "dump/raw/$train_dump/wav.scp,speech,sound" \
+    --train_data_path_and_name_and_type "dump/raw/$train_dump/text_whisper,text,text" \
+    --valid_data_path_and_name_and_type "dump/raw/$valid_set/wav.scp,speech,sound" \
+    --valid_data_path_and_name_and_type "dump/raw/$valid_set/text_whisper,text,text" \
+    --encoder_conf whisper_model="$whisper_model" --decoder_conf whisper_model="$whisper_model"
+}
+
+if runs 6; then
+  stage_start 6 "shape statistics (ESPnet collect_stats)"
+  inputs="dump/raw/$train_dump dump/raw/$valid_set"
+  if stamp check "$stats_dir/.done" "$inputs" "$whisper_model"; then
+    log "$stats_dir is complete; skipping"
+  else
+    rm -rf "$stats_dir"
+    # shellcheck disable=SC2046
+    py -m espnet_lalora.bin.asr_train --collect_stats true --config "$asr_config" \
+      --use_adapter false --ngpu 0 --num_workers 0 --output_dir "$stats_dir" \
+      --train_shape_file "dump/raw/$train_dump/wav.scp" --valid_shape_file "dump/raw/$valid_set/wav.scp" \
+      $(espnet_data_args) > exp/logs/stage6_stats.log 2>&1 \
+      || die "collect_stats failed; see exp/logs/stage6_stats.log"
+    stamp mark "$stats_dir/.done" "$inputs" "$whisper_model"
+  fi
+  stage_end 6
+fi
+
+method=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --print_method 2>/dev/null || echo unknown)
+
+if runs 7; then
+  stage_start 7 "LA selection (method: $method)"
+  if [ "$method" != la_lora ]; then
+    log "method $method has a fixed placement: nothing to select"
+  else
+    die "la_lora's selection pass is not available yet"
+  fi
+  stage_end 7
+fi
+
+if runs 8; then
+  stage_start 8 "training ($method, ESPnet trainer) into $asr_exp"
+  inputs="$asr_config dump/raw/$train_dump dump/raw/$valid_set $stats_dir/.done"
+  opts="$whisper_model $train_args"
+  if stamp check "$asr_exp/.train.done" "$inputs" "$opts"; then
+    log "$asr_exp is trained; skipping"
+  else
+    mkdir -p "$asr_exp"
+    [ -f "$asr_exp/checkpoint.pth" ] && log "resuming from $asr_exp/checkpoint.pth"
+    log "log: $asr_exp/train.log"
+    # shellcheck disable=SC2046,SC2086
+    py -m espnet_lalora.bin.asr_train --config "$asr_config" --output_dir "$asr_exp" \
+      --ngpu "$ngpu" --resume true \
+      --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
+      --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
+      $(espnet_data_args) $train_args > "$asr_exp/train.log" 2>&1 \
+      || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
+    grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
+    stamp mark "$asr_exp/.train.done" "$inputs" "$opts"
+  fi
+  stage_end 8
+fi
+
+if runs 9; then
+  stage_start 9 "merge adapters into Whisper and export ($asr_exp/export)"
+  inputs="$asr_exp/$inference_asr_model $asr_exp/config.yaml"
+  if stamp check "$asr_exp/export/.done" "$inputs" ""; then
+    log "$asr_exp/export is complete; skipping"
+  else
+    py -m espnet_lalora.bin.export_model --asr_exp "$asr_exp" --checkpoint "$inference_asr_model" \
+      2>&1 | tee exp/logs/stage9_export_"$asr_tag".log
+    stamp mark "$asr_exp/export/.done" "$inputs" ""
+  fi
+  stage_end 9
+fi
+
+# decode_model EXP CONFIG MODEL_FILE EXTRA_ARGS: every test set, per language (Whisper's language
+# token), nj jobs each, merged into EXP/decode_<inference_tag>/<test>/.
+decode_model() {
+  local exp=$1 config=$2 model_file=$3 extra=$4 t dir
+  for t in $test_names; do
+    dir=$exp/decode_${inference_tag}/$t
+    local inputs="dump/raw/$t $config $inference_config"
+    [ "$model_file" = none ] || inputs+=" $model_file"
+    if stamp check "$dir/.done" "$inputs" "$extra $lang"; then
+      log "$dir is complete; skipping"; continue
+    fi
+    py -m espnet_lalora.bin.decode_set --data "dump/raw/$t" --asr_train_config "$config" \
+      --asr_model_file "$model_file" --inference_config "$inference_config" --out "$dir" \
+      --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
+      || die "decoding failed; see $dir/logdir/"
+    stamp mark "$dir/.done" "$inputs" "$extra $lang"
+  done
+}
+
+if runs 10; then
+  stage_start 10 "decoding: fine-tuned (merged) model$([ "$zero_shot" = true ] && echo ' and zero-shot Whisper')"
+  decode_model "$asr_exp" "$asr_exp/export/merged/config.yaml" "$asr_exp/export/merged/model.pth" "$inference_args"
+  if [ "$zero_shot" = true ]; then
+    py -m espnet_lalora.bin.make_zeroshot_config --asr_config "$asr_config" --token_list "$token_list" \
+      --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml.new" 2>/dev/null
+    if cmp -s "$zero_shot_exp/config.yaml.new" "$zero_shot_exp/config.yaml"; then
+      rm "$zero_shot_exp/config.yaml.new"
+    else
+      mv "$zero_shot_exp/config.yaml.new" "$zero_shot_exp/config.yaml"
+    fi
+    decode_model "$zero_shot_exp" "$zero_shot_exp/config.yaml" none "$inference_args $zero_shot_inference_args"
+  fi
+  stage_end 10
+fi
+
+if runs 11; then
+  stage_start 11 "scoring with sclite (CER and WER)"
+  for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
+    for t in $test_names; do
+      dir=$exp/decode_${inference_tag}/$t
+      [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
+      py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
+        --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
+        || die "scoring $dir failed"
+    done
+  done
+  stage_end 11
+fi
+
+if runs 12; then
+  stage_start 12 "report: RESULTS.md"
+  for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
+    py -m espnet_lalora.bin.make_report --exp "$exp" || die "report for $exp failed"
+  done
+  py -m espnet_lalora.bin.make_report --summary exp || die "summary report failed"
+  log "results: $asr_exp/RESULTS.md and exp/RESULTS.md"
+  stage_end 12
+fi
