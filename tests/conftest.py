@@ -1,4 +1,5 @@
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,27 @@ def whisper_base():
     import whisper
 
     return whisper.load_model("base", device="cpu").float().eval()
+
+
+@pytest.fixture(scope="session")
+def token_list(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
+                    "--whisper_model", "whisper_multilingual", "--output", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def build_espnet_model(config: Path, token_list: Path, *extra: str):
+    """An ESPnet ASR model from a config, as asr_train builds it (adapter included)."""
+    from espnet2.layers.create_adapter import create_adapter
+
+    from espnet_lalora.espnet_plugin import ASRTask
+
+    args = ASRTask.get_parser().parse_args([
+        "--config", str(config), "--token_list", str(token_list),
+        "--token_type", "whisper_multilingual", "--bpemodel", "whisper_multilingual", *extra])
+    model = ASRTask.build_model(args)
+    if args.use_adapter:
+        create_adapter(model, args.adapter, args.adapter_conf)
+    return model

@@ -1,35 +1,17 @@
 """ESPnet's own Whisper encoder and decoder, built from an ESPnet config, on the offline weights."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_espnet_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def token_list(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tokens") / "tokens.txt"
-    subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
-                    "--whisper_model", "whisper_multilingual", "--output", str(path)],
-                   check=True, capture_output=True)
-    return path
-
-
-@pytest.fixture(scope="module")
 def espnet_model(token_list):
-    from espnet2.tasks.asr import ASRTask
-
-    args = ASRTask.get_parser().parse_args([
-        "--config", str(ROOT / "conf" / "whisper_base.yaml"),
-        "--token_list", str(token_list),
-        "--token_type", "whisper_multilingual",
-        "--bpemodel", "whisper_multilingual",
-    ])
-    return ASRTask.build_model(args).eval()
+    return build_espnet_model(ROOT / "conf" / "whisper_base.yaml", token_list).eval()
 
 
 def test_token_list_is_whisper_multilingual(token_list):

