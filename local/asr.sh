@@ -238,7 +238,7 @@ if runs 8; then
       --ngpu "$ngpu" --resume true \
       --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
       --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
-      $(espnet_data_args) $train_args > "$asr_exp/train.log" 2>&1 \
+      $(espnet_data_args) $train_args >> "$asr_exp/train.log" 2>&1 \
       || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
     stamp mark "$asr_exp/.train.done" "$inputs" "$opts"

@@ -105,7 +105,6 @@ def test_default_recipe_end_to_end(recipe):
                             "--maxlenratio", "0.3", "--lang_prompt_token", "<|ja|> <|transcribe|>"],
                            cwd=recipe, capture_output=True, text=True, env=env)
     assert stock.returncode == 0, stock.stderr[-2000:]
-    assert "espnet_lalora.espnet_plugin" not in sys.modules or True
     ours = dict(line.split(" ", 1) for line in
                 (exp / "asr_train_lora/decode_decode/test/text").read_text().splitlines()
                 if " " in line)

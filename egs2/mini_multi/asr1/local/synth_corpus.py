@@ -4,8 +4,10 @@ Spanish.
 
 Sentences come from small grammars written for this project (time + subject + place + action),
 so thousands of distinct sentences exist; each is used once, so train, dev and test never share
-a sentence. Each language has four synthetic speakers (voice variant, rate, pitch); speaker 4
-is held out for dev and test. Audio is espeak-ng's own 22.05 kHz WAV: stage 3 resamples it.
+a sentence. The last place and the last action of each language never occur in training: half of
+the dev and test sentences contain one of them, so the test also measures words the fine-tuning
+never saw. Each language has four synthetic speakers (voice variant, rate, pitch); speaker 4 is
+held out for dev and test. Audio is espeak-ng's own 22.05 kHz WAV: stage 3 resamples it.
 """
 
 import argparse
@@ -70,15 +72,24 @@ GRAMMARS = {
 SPEAKERS = {1: ("m1", 150, 45), 2: ("f2", 165, 62), 3: ("m3", 140, 35), 4: ("f4", 155, 55)}
 
 
+HELD_OUT_SLOTS = ("place", "action")  # their last entry is never in training
+
+
 def sentences(lang: str, seed: int):
-    """All sentences of a language's grammar, shuffled: (written text, spoken text)."""
+    """Two shuffled streams of (written text, spoken text): sentences made of training words
+    only, and sentences with at least one held-out word."""
     g = GRAMMARS[lang]
+    held_out = {g[slot][-1] for slot in HELD_OUT_SLOTS}
     combos = list(itertools.product(*(g[slot] for slot in g["order"])))
     random.Random(f"{seed}-{lang}").shuffle(combos)
-    for phrases in combos:
-        spoken = " ".join(phrases) + g["end"]
+
+    def render(phrases):
         written = g["join"].join(phrases) + g["end"]
-        yield written[0].upper() + written[1:], spoken
+        return written[0].upper() + written[1:], " ".join(phrases) + g["end"]
+
+    seen = (render(c) for c in combos if not held_out & set(c))
+    novel = (render(c) for c in combos if held_out & set(c))
+    return seen, novel
 
 
 def _speak(job):
@@ -108,11 +119,13 @@ def main(argv=None):
         if lang not in GRAMMARS:
             sys.exit(f"error: --langs: unknown language {lang!r}; choose from {sorted(GRAMMARS)}")
         rng = random.Random(f"{args.seed}-{lang}-speakers")
-        pool = sentences(lang, args.seed)
+        seen, novel = sentences(lang, args.seed)
         plan = [("train", args.train_per_lang, [1, 2, 3]), ("dev", args.dev_per_lang, [4]),
                 ("test", args.test_per_lang, [4])]
         for set_name, count, speakers in plan:
             for index in range(count):
+                # Training: training words only; dev/test: every other sentence has a new word.
+                pool = novel if set_name != "train" and index % 2 else seen
                 written, spoken = next(pool)
                 spk_num = speakers[index % len(speakers)]
                 variant, speed, pitch = SPEAKERS[spk_num]
