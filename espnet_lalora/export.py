@@ -38,8 +38,7 @@ def load_trained_model(config: Path, checkpoint: Path):
 
 def parameter_report(model, method: str) -> dict:
     trainable, total = count_parameters(model)
-    adapted = Counter(name.split(".")[-1] if "attn" not in name else
-                      ".".join(name.split(".")[-2:]) for name in lora_modules(model))
+    adapted = Counter(".".join(name.split(".")[-2:]) for name in lora_modules(model))
     adapter_numel = sum(p.numel() for n, p in model.named_parameters()
                         if n.endswith(".lora_A") or n.endswith(".lora_B"))
     base_total = total - adapter_numel

@@ -300,9 +300,14 @@ if runs 11; then
     for t in $test_names; do
       dir=$exp/decode_${inference_tag}/$t
       [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
+      inputs="dump/raw/$t/text dump/raw/$t/utt2lang $dir/text"
+      if stamp check "$dir/.score.done" "$inputs" "$lang"; then
+        log "$dir is scored; skipping"; continue
+      fi
       py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
         --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
         || die "scoring $dir failed"
+      stamp mark "$dir/.score.done" "$inputs" "$lang"
     done
   done
   stage_end 11
@@ -311,9 +316,20 @@ fi
 if runs 12; then
   stage_start 12 "report: RESULTS.md"
   for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
+    inputs="$(echo "$exp"/decode_*/*/.score.done "$exp"/export/params.yaml)"
+    if stamp check "$exp/.report.done" "$inputs" ""; then
+      log "$exp/RESULTS.md is up to date; skipping"; continue
+    fi
     py -m espnet_lalora.bin.make_report --exp "$exp" || die "report for $exp failed"
+    stamp mark "$exp/.report.done" "$inputs" ""
   done
-  py -m espnet_lalora.bin.make_report --summary exp || die "summary report failed"
+  inputs="$(echo exp/asr_*/.report.done)"
+  if stamp check exp/.summary.done "$inputs" ""; then
+    log "exp/RESULTS.md is up to date; skipping"
+  else
+    py -m espnet_lalora.bin.make_report --summary exp || die "summary report failed"
+    stamp mark exp/.summary.done "$inputs" ""
+  fi
   log "results: $asr_exp/RESULTS.md and exp/RESULTS.md"
   stage_end 12
 fi

@@ -50,7 +50,7 @@ def environment():
 
     return "\n".join([
         "## Environments",
-        f"- date: `{datetime.datetime.now().strftime('%a %b %d %H:%M:%S %Z %Y').strip()}`",
+        f"- date: `{datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}`",
         f"- python version: `{sys.version.split()[0]}`",
         f"- espnet version: `espnet {espnet.__version__}`",
         f"- espnet-lalora version: `{espnet_lalora.__version__}`",
