@@ -104,18 +104,20 @@ def ct2_to_whisper_checkpoint(variables: Dict[str, torch.Tensor], dtype=torch.fl
             if part != "key":
                 sd[f"{dst}.{part}.bias"] = b.contiguous()
 
-    for i in range(2):
-        linear(f"encoder.conv{i + 1}", f"encoder/conv{i + 1}")
-    sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
-    n_audio_layer = _layer_count(v, "encoder")
-    for i in range(n_audio_layer):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+    def self_attention_and_mlp(dst, src):  # the parts encoder and decoder blocks share
         layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
         split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
         linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
         layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
         linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
         linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+
+    for i in range(2):
+        linear(f"encoder.conv{i + 1}", f"encoder/conv{i + 1}")
+    sd["encoder.positional_embedding"] = v["encoder/position_encodings/encodings"]
+    n_audio_layer = _layer_count(v, "encoder")
+    for i in range(n_audio_layer):
+        self_attention_and_mlp(f"encoder.blocks.{i}", f"encoder/layer_{i}")
     layer_norm("encoder.ln_post", "encoder/layer_norm")
 
     sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
@@ -123,16 +125,11 @@ def ct2_to_whisper_checkpoint(variables: Dict[str, torch.Tensor], dtype=torch.fl
     n_text_layer = _layer_count(v, "decoder")
     for i in range(n_text_layer):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        layer_norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
-        linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        self_attention_and_mlp(dst, src)
         layer_norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         split_qkv(f"{dst}.cross_attn", f"{src}/attention/linear_1", ["key", "value"])
         linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        layer_norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
     layer_norm("decoder.ln", "decoder/layer_norm")
 
     audio_ctx, audio_state = sd["encoder.positional_embedding"].shape

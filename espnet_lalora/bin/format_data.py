@@ -6,6 +6,7 @@ temporary name and moved into place when complete.
 """
 
 import argparse
+import shutil
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -47,8 +48,6 @@ def main(argv=None):
         sys.exit(f"error: {e}")
 
     tmp = args.out.with_name(args.out.name + ".tmp")
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
     wav_final = (args.out / "data").resolve()
