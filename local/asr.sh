@@ -22,7 +22,7 @@ option train_set train "training data dir name under data/"
 option valid_set dev "validation data dir name under data/"
 option test_sets test "space-separated test sets: names under data/ or paths to any Kaldi data dir"
 option asr_config conf/train_lora.yaml "ESPnet training config (method, rank, optimizer, epochs)"
-option inference_config conf/decode.yaml "ESPnet decoding config (beam, length ratios)"
+option inference_config conf/decode.yaml "decoding config (beam_size, maxlenratio, batch_size)"
 option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
 option asr_tag "" "experiment name suffix (default: the config's file name)"
 option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
@@ -34,7 +34,7 @@ option min_wav_duration 0.3 "stage 4 drops shorter training utterances (seconds)
 option max_wav_duration 30 "stage 4 drops longer training utterances (seconds; Whisper: 30)"
 option zero_shot true "also decode and score the untrained Whisper (true/false)"
 option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
-option inference_args "" "extra options for ESPnet's asr_inference"
+option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
 
 usage() {

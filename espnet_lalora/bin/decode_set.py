@@ -1,9 +1,9 @@
-"""Stage 10: decode one test set with ESPnet's ``asr_inference``, per language and in ``--nj``
-parallel jobs, and merge the outputs into ``<out>/{text,token,token_int,score}`` as ESPnet's
-recipes lay them out.
+"""Stage 10: decode one test set with espnet-lalora's kv-cached, batched Whisper beam search
+(``espnet_lalora.bin.whisper_inference``) in ``--nj`` parallel jobs, and merge the outputs into
+``<out>/{text,token,token_int,score}`` as ESPnet's recipes lay them out.
 
-Whisper is told each utterance's language (``<|ja|><|transcribe|><|notimestamps|>``): a test set is
-split by ``utt2lang`` and every part decoded with its language prompt.
+Whisper is told each utterance's language (``<|ja|><|transcribe|><|notimestamps|>``) from
+``utt2lang`` (or ``--lang``).
 """
 
 import argparse
@@ -51,70 +51,63 @@ def main(argv=None):
 
     logdir = args.out / "logdir"
     logdir.mkdir(parents=True, exist_ok=True)
+    write_map(logdir / "utt2lang", langs)
+    utts = sorted(wav)
+    nj = max(1, min(args.nj, len(utts)))
     jobs = []
-    for lang in sorted(set(langs.values())):
-        utts = sorted(u for u in wav if langs[u] == lang)
-        n = max(1, min(args.nj, len(utts)))
-        for j in range(n):
-            keys = logdir / f"keys.{lang}.{j + 1}"
-            keys.write_text("".join(f"{u}\n" for u in utts[j::n]))
-            jobs.append((lang, j + 1, keys, len(utts[j::n])))
+    for j in range(nj):
+        keys = logdir / f"keys.{j + 1}"
+        keys.write_text("".join(f"{u}\n" for u in utts[j::nj]))
+        jobs.append((j + 1, keys, len(utts[j::nj])))
 
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, args.nj)))
+    threads = str(max(1, (os.cpu_count() or 1) // nj))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     progress = Progress(len(wav), f"decode {args.data.name} -> {args.out}")
-    pending, running = list(jobs), []
-
-    def start(job):
-        lang, j, keys, count = job
-        out_dir = logdir / f"output.{lang}.{j}"
-        cmd = [args.python, "-m", "espnet_lalora.bin.asr_inference", "--ngpu", str(args.ngpu),
-               "--batch_size", "1", "--config", str(args.inference_config),
+    running = []
+    for j, keys, count in jobs:
+        cmd = [args.python, "-m", "espnet_lalora.bin.whisper_inference", "--ngpu", str(args.ngpu),
+               "--config", str(args.inference_config),
                "--data_path_and_name_and_type", f"{args.data / 'wav.scp'},speech,sound",
-               "--key_file", str(keys), "--asr_train_config", str(args.asr_train_config),
-               "--output_dir", str(out_dir), "--lang_prompt_token", f"<|{lang}|> <|transcribe|>"]
+               "--key_file", str(keys), "--utt2lang", str(logdir / "utt2lang"),
+               "--asr_train_config", str(args.asr_train_config),
+               "--output_dir", str(logdir / f"output.{j}")]
         if args.asr_model_file != "none":
             cmd += ["--asr_model_file", str(args.asr_model_file)]
         cmd += shlex.split(args.inference_args)
-        log = logdir / f"decode.{lang}.{j}.log"
-        handle = open(log, "w")
-        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env), log, job
+        log = logdir / f"decode.{j}.log"
+        running.append((subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                         env=env), log, j, count))
 
-    def finished_utts(log):
-        try:
-            return log.read_text(errors="replace").count("best hypo:")
-        except FileNotFoundError:
-            return 0
+    def done_in(log):  # the decoder logs "decode <set>: n/total utt ..."
+        lines = [l for l in log.read_text(errors="replace").splitlines() if " utt (" in l]
+        return int(lines[-1].split(": ", 1)[1].split("/")[0]) if lines else 0
 
-    done_before = 0
-    while pending or running:
-        while pending and len(running) < args.nj:
-            running.append(start(pending.pop(0)))
+    finished = 0
+    while running:
         time.sleep(2)
-        for proc, log, job in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, log, job))
-                if proc.returncode != 0:
-                    for other, _, _ in running:
-                        other.kill()
-                    tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-                    sys.exit(f"error: decoding job {job[0]}.{job[1]} failed; see {log}:\n  "
-                             + "\n  ".join(tail))
-                done_before += job[3]
-        now = done_before + sum(finished_utts(log) for _, log, _ in running)
-        progress.update(now - progress.done)
+        still_running = []
+        for proc, log, j, count in running:
+            code = proc.poll()
+            if code is None:
+                still_running.append((proc, log, j, count))
+            elif code != 0:
+                for other in running:
+                    other[0].kill()
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                sys.exit(f"error: decoding job {j} failed; see {log}:\n  " + "\n  ".join(tail))
+            else:
+                finished += count
+        running = still_running
+        progress.update(finished + sum(done_in(r[1]) for r in running) - progress.done)
 
     for name in OUTPUTS:
         merged = {}
-        for lang, j, _, _ in jobs:
-            path = logdir / f"output.{lang}.{j}" / "1best_recog" / name
-            if path.is_file():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    utt, _, value = line.partition(" ")
-                    if utt:
-                        merged[utt] = value.strip()
-        if name == "text":  # an utterance decoded to nothing is kept, as an empty hypothesis
-            merged = {u: merged.get(u, "") for u in wav}
+        for j, _, _ in jobs:
+            for line in (logdir / f"output.{j}" / "1best_recog" / name).read_text(
+                    encoding="utf-8").splitlines():
+                utt, _, value = line.partition(" ")
+                if utt:
+                    merged[utt] = value.strip()
         write_map(args.out / name, merged)
 
 

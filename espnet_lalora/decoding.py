@@ -1,0 +1,248 @@
+"""Fast, exact Whisper decoding for ESPnet Whisper models (zero-shot, LoRA-adapted or merged).
+
+What makes it fast, compared with ESPnet's ``BatchBeamSearch`` on a Whisper decoder:
+
+- key/value caches: the self-attention keys and values of the prefix are kept, and the
+  cross-attention keys and values of the audio are computed once per utterance;
+- the hypotheses of a beam and the utterances of a batch are one tensor batch; the beams of an
+  utterance share its cross-attention keys (their queries are stacked, nothing is copied);
+- an utterance leaves the batch once its best finished hypothesis can no longer be beaten
+  (scores only fall as a hypothesis grows), instead of running on to the length limit.
+
+What keeps it exact: the search is ESPnet's (each step keeps the ``beam`` best (hypothesis, token)
+pairs of an utterance, a hypothesis that emits end-of-text is set aside, the best set-aside score
+wins, end-of-text is forced at ``maxlen = maxlenratio * encoder frames``), so where both end
+normally the result is ESPnet's; with ``beam_size=1`` and Whisper's logit filters it is
+openai-whisper's greedy decoding.
+
+Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
+whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended
+there. Off when ``repetition_guard=0``.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DecodeOptions:
+    beam_size: int = 5
+    maxlenratio: float = 0.5  # ESPnet's: at most this many tokens per encoder frame
+    max_tokens: int = 224  # Whisper's sample_len: half its 448-token context
+    whisper_filters: bool = False  # openai-whisper's SuppressBlank + SuppressTokens("-1")
+    repetition_guard: int = 4  # end a hypothesis repeating an n-gram this often; 0: off
+
+
+@dataclass
+class Result:
+    tokens: List[int]  # generated tokens, without prompt and end-of-text
+    score: float  # sum of log-probabilities (ESPnet's hypothesis score)
+    yseq: List[int]  # prompt + tokens + end-of-text, as ESPnet's Hypothesis.yseq
+
+
+def _heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(N, L, D) -> (N, H, L, D/H)"""
+    n, length, d = x.shape
+    return x.view(n, length, n_head, d // n_head).transpose(1, 2)
+
+
+class CachedWhisperDecoder:
+    """openai-whisper's ``TextDecoder`` (ESPnet: ``model.decoder.decoders``) run step by step with
+    key/value caches. The block's own Linear modules are called, so LoRA layers work unmerged."""
+
+    def __init__(self, text_decoder):
+        self.d = text_decoder
+        self.n_head = text_decoder.blocks[0].attn.n_head
+        d_model = text_decoder.token_embedding.embedding_dim
+        self.scale = (d_model // self.n_head) ** -0.25  # applied to q and k, as openai-whisper
+
+    def cross_kv(self, audio: torch.Tensor):
+        """Per block, cross-attention (k^T, v) for audio (B, T, D): ((B,H,dh,T), (B,H,T,dh))."""
+        out = []
+        for block in self.d.blocks:
+            k = _heads(block.cross_attn.key(audio), self.n_head) * self.scale
+            v = _heads(block.cross_attn.value(audio), self.n_head)
+            out.append((k.transpose(-1, -2).contiguous(), v.contiguous()))
+        return out
+
+    def step(self, tokens, offset, cache, cross, group, audio_mask=None):
+        """Logits of the last position for ``tokens`` (N, l) that follow ``offset`` cached ones.
+
+        N = B * group: rows b*group..(b+1)*group-1 belong to utterance b of ``cross``. ``cache``
+        is a list of per-block (k, v) of shape (N, H, offset, dh), or None when offset is 0.
+        Returns (logits (N, V) float32, new cache)."""
+        n, length = tokens.shape
+        x = self.d.token_embedding(tokens) + self.d.positional_embedding[offset:offset + length]
+        x = x.to(cross[0][1].dtype)
+        causal = None
+        if length > 1:
+            causal = torch.full((length, offset + length), float("-inf"), device=x.device).triu_(
+                offset + 1)
+        new_cache = []
+        for i, block in enumerate(self.d.blocks):
+            # self-attention, with the cache
+            h = block.attn_ln(x)
+            q = _heads(block.attn.query(h), self.n_head) * self.scale
+            k = _heads(block.attn.key(h), self.n_head) * self.scale
+            v = _heads(block.attn.value(h), self.n_head)
+            if cache is not None:
+                k = torch.cat([cache[i][0], k], dim=2)
+                v = torch.cat([cache[i][1], v], dim=2)
+            new_cache.append((k, v))
+            qk = q @ k.transpose(-1, -2)
+            if causal is not None:
+                qk = qk + causal
+            w = F.softmax(qk.float(), dim=-1).to(q.dtype)
+            x = x + block.attn.out((w @ v).transpose(1, 2).reshape(n, length, -1))
+            # cross-attention: the group's queries stacked against the utterance's keys
+            h = block.cross_attn_ln(x)
+            q = _heads(block.cross_attn.query(h), self.n_head) * self.scale  # (N, H, l, dh)
+            b = n // group
+            q = q.view(b, group, self.n_head, length, -1).transpose(1, 2)
+            q = q.reshape(b, self.n_head, group * length, -1)
+            kt, cv = cross[i]
+            qk = q @ kt
+            if audio_mask is not None:
+                qk = qk.masked_fill(~audio_mask[:, None, None, :], float("-inf"))
+            w = F.softmax(qk.float(), dim=-1).to(q.dtype)
+            o = (w @ cv).view(b, self.n_head, group, length, -1).transpose(1, 2)
+            o = o.reshape(n, self.n_head, length, -1).transpose(1, 2).reshape(n, length, -1)
+            x = x + block.cross_attn.out(o)
+            x = x + block.mlp(block.mlp_ln(x))
+        x = self.d.ln(x[:, -1])
+        logits = (x @ self.d.token_embedding.weight.to(x.dtype).T).float()
+        return logits, new_cache
+
+
+def whisper_suppress_tokens(tokenizer) -> List[int]:
+    """openai-whisper's default ``suppress_tokens="-1"`` set, plus its special tokens."""
+    tokens = list(tokenizer.non_speech_tokens)
+    tokens += [tokenizer.transcribe, tokenizer.translate, tokenizer.sot, tokenizer.sot_prev,
+               tokenizer.sot_lm]
+    if getattr(tokenizer, "no_speech", None) is not None:
+        tokens.append(tokenizer.no_speech)
+    return sorted(set(tokens))
+
+
+def _repeats(seq: Sequence[int], times: int, max_n: int = 16) -> bool:
+    for n in range(1, max_n + 1):
+        if len(seq) < n * times:
+            break
+        tail = seq[-n:]
+        if all(list(seq[-n * (k + 1):len(seq) - n * k]) == list(tail) for k in range(1, times)):
+            return True
+    return False
+
+
+@torch.no_grad()
+def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_lengths: torch.Tensor,
+                prompts: List[List[int]], eot: int, options: DecodeOptions,
+                suppress: Optional[List[int]] = None, blank: Optional[List[int]] = None
+                ) -> List[Result]:
+    """Decode a batch: ``audio`` (B, T, D) encoder outputs, ``prompts`` one token list each (all
+    the same length, e.g. <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>)."""
+    device = audio.device
+    batch, beam = audio.shape[0], options.beam_size
+    prompt_len = len(prompts[0])
+    if any(len(p) != prompt_len for p in prompts):
+        raise ValueError("all prompts of a batch must have the same length")
+    max_new = [min(max(1, int(options.maxlenratio * int(t))), options.max_tokens,
+                   decoder.d.positional_embedding.shape[0] - prompt_len) for t in audio_lengths]
+    audio_mask = None
+    if int(audio_lengths.min()) != audio.shape[1]:
+        audio_mask = torch.arange(audio.shape[1], device=device)[None] < audio_lengths[:, None]
+    cross = decoder.cross_kv(audio)
+
+    suppress_mask = torch.zeros(decoder.d.token_embedding.num_embeddings, dtype=torch.bool,
+                                device=device)
+    if options.whisper_filters and suppress:
+        suppress_mask[suppress] = True
+
+    def log_probs(logits, first):
+        if options.whisper_filters:
+            logits = logits.masked_fill(suppress_mask, float("-inf"))
+            if first and blank:
+                logits[:, blank] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+
+    # Step 0: the prompt, one hypothesis per utterance.
+    tokens = torch.tensor(prompts, device=device)
+    logits, cache = decoder.step(tokens, 0, None, cross, 1, audio_mask)
+    logp = log_probs(logits, True)  # (B, V)
+    vocab = logp.shape[-1]
+    top_scores, top_tokens = logp.topk(beam, dim=-1)  # (B, beam)
+    scores = top_scores.reshape(-1)  # (B*beam,), -inf marks a free slot
+    seqs = [[list(prompts[b]) + [int(t)] for t in top_tokens[b]] for b in range(batch)]
+    seqs = [s for per_utt in seqs for s in per_utt]
+    cache = [(k.repeat_interleave(beam, 0), v.repeat_interleave(beam, 0)) for k, v in cache]
+    ended: List[List[tuple]] = [[] for _ in range(batch)]
+    active = list(range(batch))  # utterance ids still in the batch, in batch order
+    step = 1
+
+    def set_aside(row, b, score, seq):
+        ended[b].append((score, seq))
+        scores[row] = float("-inf")
+
+    def finish_rows(step_no):
+        """Move hypotheses that ended (eot, length limit, repetition) aside."""
+        for pos, b in enumerate(active):
+            for j in range(beam):
+                row = pos * beam + j
+                score = float(scores[row])
+                if score == float("-inf"):
+                    continue
+                seq = seqs[row]
+                if seq[-1] == eot:
+                    set_aside(row, b, score, seq)
+                elif step_no >= max_new[b]:  # ESPnet appends eos at the last position
+                    set_aside(row, b, score, seq + [eot])
+                elif options.repetition_guard and _repeats(seq[prompt_len:],
+                                                          options.repetition_guard):
+                    set_aside(row, b, score, seq + [eot])
+
+    finish_rows(step)
+    while active:
+        # An utterance is done when nothing running can beat its best finished hypothesis.
+        keep = []
+        for pos, b in enumerate(active):
+            running = scores[pos * beam:(pos + 1) * beam]
+            best_running = float(running.max())
+            best_ended = max((s for s, _ in ended[b]), default=float("-inf"))
+            if best_running != float("-inf") and best_running > best_ended:
+                keep.append(pos)
+        if len(keep) != len(active):
+            rows = torch.tensor([p * beam + j for p in keep for j in range(beam)],
+                                dtype=torch.long, device=device)
+            idx = torch.tensor(keep, dtype=torch.long, device=device)
+            scores = scores[rows]
+            seqs = [seqs[int(r)] for r in rows]
+            cache = [(k[rows], v[rows]) for k, v in cache]
+            cross = [(kt[idx], cv[idx]) for kt, cv in cross]
+            if audio_mask is not None:
+                audio_mask = audio_mask[idx]
+            active = [active[p] for p in keep]
+            if not active:
+                break
+        last = torch.tensor([[s[-1] if scores[i] != float("-inf") else eot]
+                             for i, s in enumerate(seqs)], device=device)
+        logits, cache = decoder.step(last, prompt_len + step - 1, cache, cross, beam, audio_mask)
+        logp = log_probs(logits, False)
+        total = (scores[:, None] + logp).view(len(active), beam * vocab)
+        top_scores, top_ids = total.topk(beam, dim=-1)  # ESPnet: best (hyp, token) pairs
+        parents = (top_ids // vocab) + torch.arange(len(active), device=device)[:, None] * beam
+        parents, new_tokens = parents.reshape(-1), (top_ids % vocab).reshape(-1)
+        scores = top_scores.reshape(-1)
+        seqs = [seqs[int(p)] + [int(t)] for p, t in zip(parents, new_tokens)]
+        cache = [(k[parents], v[parents]) for k, v in cache]
+        step += 1
+        finish_rows(step)
+
+    results = []
+    for b in range(batch):
+        score, seq = max(ended[b], key=lambda e: e[0])
+        results.append(Result(tokens=[t for t in seq[prompt_len:] if t != eot], score=score,
+                              yseq=seq))
+    return results
