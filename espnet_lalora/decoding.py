@@ -21,7 +21,7 @@ there. Off when ``repetition_guard=0``.
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -94,3 +94,25 @@ def test_repetition_guard_ends_a_loop():
     assert _repeats([5, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], 4)
     assert not _repeats([5, 1, 2, 3, 1, 2, 3, 1, 2, 3], 4)
     assert _repeats([7, 7, 7, 7], 4) and not _repeats([7, 8, 7, 7, 7], 4)
+
+
+def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
+    import copy
+
+    from espnet_lalora.bin.whisper_inference import WhisperTranscriber
+    from espnet_lalora.lora import LoRALinear, merge_lora
+
+    torch.manual_seed(0)
+    model = build_espnet_model(ROOT / "conf" / "train_lora.yaml", token_list).eval()
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            torch.nn.init.normal_(module.lora_B, std=0.01)
+    merged = copy.deepcopy(model)
+    merge_lora(merged)
+    options = DecodeOptions(beam_size=3, maxlenratio=0.5)
+    results = []
+    for m in (model, merged):
+        t = WhisperTranscriber(m)
+        results.append([t([t.encode(speech[k][0])], [t.prompt(speech[k][1])], options)[0].tokens
+                        for k in ("en1", "ko1")])
+    assert results[0] == results[1]
