@@ -116,3 +116,22 @@ def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
         results.append([t([t.encode(speech[k][0])], [t.prompt(speech[k][1])], options)[0].tokens
                         for k in ("en1", "ko1")])
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--lang", "ja", "--beam_size", "0"], "--beam_size and --batch_size must be at least 1"),
+    (["--lang", "ja", "--maxlenratio", "0"], "--maxlenratio must be > 0"),
+    (["--lang", "jp"], "language 'jp' is not a Whisper language code"),
+    ([], "give --utt2lang or --lang"),
+])
+def test_decoder_rejects_bad_options(tmp_path, extra, message):
+    import subprocess
+    import sys
+
+    (tmp_path / "wav.scp").write_text("a-1 /nowhere.wav\n")
+    result = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
+                             "--asr_train_config", "none.yaml", "--output_dir", str(tmp_path / "o"),
+                             "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+                             *extra], capture_output=True, text=True)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()

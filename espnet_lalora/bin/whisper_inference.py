@@ -131,6 +131,15 @@ def main(argv=None):
         sys.exit(f"error: {len(missing)} utterances lack audio or language (e.g. {missing[:3]})")
     if args.beam_size < 1 or args.batch_size < 1:
         sys.exit("error: --beam_size and --batch_size must be at least 1")
+    if args.maxlenratio <= 0:
+        sys.exit("error: --maxlenratio must be > 0 (tokens per encoder frame, e.g. 0.5)")
+    from espnet_lalora.whisper_langs import check_language
+
+    try:
+        for lang in sorted({langs[k] for k in keys}):
+            check_language(lang, str(args.utt2lang) if not args.lang else "--lang")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
 
     device = "cuda" if args.ngpu > 0 else "cpu"
     transcriber = WhisperTranscriber(load_model(args.asr_train_config, args.asr_model_file,
@@ -138,10 +147,7 @@ def main(argv=None):
     options = DecodeOptions(beam_size=args.beam_size, maxlenratio=args.maxlenratio,
                             whisper_filters=args.whisper_filters,
                             repetition_guard=args.repetition_guard)
-    try:
-        prompts = {k: transcriber.prompt(langs[k], args.task) for k in keys}
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    prompts = {k: transcriber.prompt(langs[k], args.task) for k in keys}
 
     progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
     start, audio_seconds = time.monotonic(), 0.0
