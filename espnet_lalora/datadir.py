@@ -74,11 +74,11 @@ def load_data_dir(directory, require_lang: bool = False) -> Dict[str, Dict[str, 
         if not (directory / name).is_file():
             raise DataDirError(f"{directory}/{name}: missing; a data dir needs "
                                f"{', '.join(names)}")
+    if not require_lang and (directory / "utt2lang").is_file():
+        names.append("utt2lang")  # optional, but checked like the others when present
     what = {"text": "transcript", "wav.scp": "audio path", "utt2spk": "speaker",
             "utt2lang": "language"}
-    files = {name: read_map(directory / name, what.get(name))
-             for name in names + [n for n in ("utt2lang",) if n not in names
-                                  and (directory / n).is_file()]}
+    files = {name: read_map(directory / name, what.get(name)) for name in names}
     reference = files["wav.scp"]
     for name, mapping in files.items():
         if name == "wav.scp":

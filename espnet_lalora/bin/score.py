@@ -49,7 +49,7 @@ def main(argv=None):
               f"{missing[:3]}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     write_map(args.out / "text.norm.ref", {u: normalize(t, langs[u]) for u, t in ref.items()})
-    write_map(args.out / "text.norm.hyp", {u: normalize(hyp.get(u, ""), langs[u]) or "" for u in ref})
+    write_map(args.out / "text.norm.hyp", {u: normalize(hyp.get(u, ""), langs[u]) for u in ref})
 
     for metric, split in (("cer", characters), ("wer", words)):
         groups = {"": list(ref)}
