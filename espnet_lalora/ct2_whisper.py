@@ -1,4 +1,6 @@
-"""Read a CTranslate2 Whisper ``model.bin`` and turn it into an openai-whisper checkpoint.
+"""CTranslate2 Whisper models and openai-whisper checkpoints, both ways: read a ``model.bin`` into
+an openai-whisper checkpoint (the installed base weights), and write any openai-whisper checkpoint
+(a merged fine-tuned model) as a CTranslate2 / faster-whisper model folder.
 
 CTranslate2 binary layout (version 6, little-endian): ``u32 version``, ``str spec_name``,
 ``u32 spec_revision``, ``u32 n_variables``, then per variable ``str name``, ``u8 rank``,
@@ -6,7 +8,9 @@ CTranslate2 binary layout (version 6, little-endian): ``u32 version``, ``str spe
 ``(str alias, str target)`` pairs. A ``str`` is ``u16 length`` + bytes, NUL-padded.
 """
 
+import json
 import re
+import shutil
 import struct
 from pathlib import Path
 from typing import Dict, Tuple
@@ -161,3 +165,97 @@ def convert_ct2_model(model_bin, output, dtype=torch.float16) -> dict:
     torch.save(checkpoint, tmp)
     tmp.replace(output)
     return checkpoint["dims"]
+
+
+def whisper_to_ct2_variables(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """openai-whisper's state dict under CTranslate2's variable names: the inverse of
+    ``ct2_to_whisper_checkpoint`` (projections fused again, the key's zero bias put back)."""
+    v = {}
+
+    def linear(dst, src):
+        v[dst + "/weight"] = state[src + ".weight"]
+        v[dst + "/bias"] = state[src + ".bias"]
+
+    def layer_norm(dst, src):
+        v[dst + "/gamma"], v[dst + "/beta"] = state[src + ".weight"], state[src + ".bias"]
+
+    def fuse(dst, src, parts):
+        weights = [state[f"{src}.{p}.weight"] for p in parts]
+        v[dst + "/weight"] = torch.cat(weights)
+        v[dst + "/bias"] = torch.cat([state.get(f"{src}.{p}.bias", w.new_zeros(w.shape[0]))
+                                      for p, w in zip(parts, weights)])
+
+    def self_attention_and_mlp(dst, src):
+        layer_norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
+        fuse(f"{dst}/self_attention/linear_0", f"{src}.attn", ["query", "key", "value"])
+        linear(f"{dst}/self_attention/linear_1", f"{src}.attn.out")
+        layer_norm(f"{dst}/ffn/layer_norm", f"{src}.mlp_ln")
+        linear(f"{dst}/ffn/linear_0", f"{src}.mlp.0")
+        linear(f"{dst}/ffn/linear_1", f"{src}.mlp.2")
+
+    for i in (1, 2):
+        linear(f"encoder/conv{i}", f"encoder.conv{i}")
+    v["encoder/position_encodings/encodings"] = state["encoder.positional_embedding"]
+    n_audio_layer = len({k.split(".")[2] for k in state if k.startswith("encoder.blocks.")})
+    for i in range(n_audio_layer):
+        self_attention_and_mlp(f"encoder/layer_{i}", f"encoder.blocks.{i}")
+    layer_norm("encoder/layer_norm", "encoder.ln_post")
+    v["decoder/embeddings/weight"] = state["decoder.token_embedding.weight"]
+    v["decoder/position_encodings/encodings"] = state["decoder.positional_embedding"]
+    n_text_layer = len({k.split(".")[2] for k in state if k.startswith("decoder.blocks.")})
+    for i in range(n_text_layer):
+        dst, src = f"decoder/layer_{i}", f"decoder.blocks.{i}"
+        self_attention_and_mlp(dst, src)
+        layer_norm(f"{dst}/attention/layer_norm", f"{src}.cross_attn_ln")
+        linear(f"{dst}/attention/linear_0", f"{src}.cross_attn.query")
+        fuse(f"{dst}/attention/linear_1", f"{src}.cross_attn", ["key", "value"])
+        linear(f"{dst}/attention/linear_2", f"{src}.cross_attn.out")
+    layer_norm("decoder/layer_norm", "decoder.ln")
+    # Whisper ties the output projection to the token embedding
+    v["decoder/projection/weight"] = v["decoder/embeddings/weight"]
+    return v
+
+
+def _set_variable(spec, name: str, value):
+    """``encoder/layer_0/self_attention/linear_1/weight`` -> spec.encoder.layer[0]...weight"""
+    *path, leaf = name.split("/")
+    for part in path:
+        if hasattr(spec, part):
+            spec = getattr(spec, part)
+        else:  # a list attribute: layer_3 -> layer[3], linear_0 -> linear[0]
+            base, index = part.rsplit("_", 1)
+            spec = getattr(spec, base)[int(index)]
+    setattr(spec, leaf, value)
+
+
+def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
+    """Save an openai-whisper checkpoint as a CTranslate2 Whisper folder for faster-whisper,
+    weights in the checkpoint's dtype. Tokenizer, vocabulary and decoding config (suppressed
+    tokens, language ids, alignment heads) come from ``template_dir``, an installed CTranslate2
+    Whisper of the same size, so nothing is fetched from the network."""
+    from ctranslate2.specs import whisper_spec
+
+    template_dir, output_dir = Path(template_dir), Path(output_dir)
+    dims, state = checkpoint["dims"], checkpoint["model_state_dict"]
+    spec = whisper_spec.WhisperSpec(dims["n_audio_layer"], dims["n_audio_head"],
+                                    dims["n_text_layer"], dims["n_text_head"])
+    for name, tensor in whisper_to_ct2_variables(state).items():
+        _set_variable(spec, name, tensor.detach().cpu().numpy())
+    template_config = json.loads((template_dir / "config.json").read_text())
+    for key in ("suppress_ids", "suppress_ids_begin", "lang_ids", "alignment_heads"):
+        setattr(spec.config, key, template_config.get(key))
+    vocabulary = (template_dir / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    if len(vocabulary) != dims["n_vocab"]:
+        raise CT2FormatError(f"{template_dir}: vocabulary of {len(vocabulary)} tokens, the model "
+                             f"has {dims['n_vocab']}: use a template of the same Whisper family")
+    spec.register_vocabulary(vocabulary)
+    spec.register_file(str(template_dir / "tokenizer.json"))
+    spec.validate()
+    spec.optimize()
+    tmp = output_dir.with_name(output_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    spec.save(str(tmp))
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    return output_dir

@@ -37,13 +37,19 @@ class LoRALinear(nn.Linear):
         return (self.lora_B @ self.lora_A) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self._base(x)
+        if (isinstance(self.lora_dropout, nn.Identity) and x.dtype == self.weight.dtype
+                and not torch.is_autocast_enabled(x.device.type)):  # the common case, fused
+            return _LoRALinearFunction.apply(x, self.weight, self.bias, self.lora_A, self.lora_B,
+                                             self.scaling)
+        h = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype)) * self.scaling
+        return self._base(x) + F.linear(h, self.lora_B.to(x.dtype))
+
+    def _base(self, x):
         # Whisper's Linear casts its weights to the input's dtype (fp16 inference, AMP).
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        y = F.linear(x, self.weight.to(x.dtype), bias)
-        if self.merged:
-            return y
-        h = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype))
-        return y + F.linear(h, self.lora_B.to(x.dtype)) * self.scaling
+        return F.linear(x, self.weight.to(x.dtype), bias)
 
     @torch.no_grad()
     def merge(self):
@@ -68,6 +74,44 @@ class LoRALinear(nn.Linear):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}")
+
+
+class _LoRALinearFunction(torch.autograd.Function):
+    """``x W^T + b + s (x A^T) B^T`` as three matrix products forward and at most five backward,
+    the update added inside the GEMM (``addmm_``). Autograd's composition of the same formula
+    makes two more passes over the N x out output each way (the scaling and the sum), which on a
+    rank-8 adapter cost more than the low-rank products themselves."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_A, lora_B, scaling):
+        x2 = x.reshape(-1, x.shape[-1])
+        hs = (x2 @ lora_A.t()).mul_(scaling)  # N x r: scaling applied on the small side
+        y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        y.addmm_(hs, lora_B.t())
+        need_x = ctx.needs_input_grad[0]  # false in the first block: keep W out of memory
+        ctx.save_for_backward(x2, hs, weight if need_x else None, lora_A if need_x else None,
+                              lora_B)
+        ctx.scaling, ctx.x_shape = scaling, x.shape
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, hs, weight, lora_A, lora_B = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        need_x, need_w, need_b, need_a, need_bb, _ = ctx.needs_input_grad
+        gh = (g @ lora_B).mul_(ctx.scaling) if (need_x or need_a) else None  # N x r
+        grad_x = grad_w = grad_b = grad_a = grad_bb = None
+        if need_x:
+            grad_x = (g @ weight).addmm_(gh, lora_A).view(ctx.x_shape)
+        if need_w:  # only when the base weight is trained too
+            grad_w = g.t() @ x2
+        if need_b:
+            grad_b = g.sum(0)
+        if need_a:
+            grad_a = gh.t() @ x2
+        if need_bb:
+            grad_bb = g.t() @ hs
+        return grad_x, grad_w, grad_b, grad_a, grad_bb, None
 
 
 def matching_linears(model: nn.Module, target_modules: Iterable[str]) -> List[str]:

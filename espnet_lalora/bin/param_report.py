@@ -1,0 +1,89 @@
+"""Trainable parameters of each method, without training or weights:
+
+    python -m espnet_lalora.bin.param_report --asr_config conf/train_vo_lora.yaml
+    python -m espnet_lalora.bin.param_report --conf_dir conf            # every training config
+    python -m espnet_lalora.bin.param_report --conf_dir conf --whisper_model large-v2
+
+prints, per config: the method, trainable parameters, % of raw LoRA (rank 8 on every block
+Linear of the same model), % of the model, and the adapted modules by type.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from espnet_lalora.methods import ADAPTERS, DEFAULT_RANK, AdapterConfigError
+from espnet_lalora.params import WHISPER_DIMS, parameter_report, whisper_skeleton
+
+
+def report_for_config(path: Path, whisper_model=None, reference_rank=DEFAULT_RANK) -> dict:
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    name = whisper_model or (config.get("encoder_conf") or {}).get("whisper_model", "base")
+    model = whisper_skeleton(name)
+    if config.get("use_adapter"):
+        method = config.get("adapter", "lora")
+        if method not in ADAPTERS:
+            raise AdapterConfigError(f"{path}: unknown adapter {method!r}; known methods: "
+                                     f"{', '.join(sorted(ADAPTERS))}")
+        ADAPTERS[method](model=model, **(config.get("adapter_conf") or {}))
+    else:
+        method = "full"
+    report = parameter_report(model, method, reference_rank)
+    report.update(config=str(path), whisper_model=name)
+    return report
+
+
+def compact_types(by_type: dict) -> str:
+    """{"encoder attn.value": 6, ...} -> "encoder 6 x attn.value/attn.out; decoder ..." """
+    parts = []
+    for side in ("encoder", "decoder"):
+        items = {k.split(" ", 1)[1]: n for k, n in by_type.items() if k.startswith(side)}
+        if len(set(items.values())) == 1:
+            parts.append(f"{side} {next(iter(items.values()))} x {'/'.join(items)}")
+        elif items:
+            parts.append(f"{side} " + ", ".join(f"{k} {n}" for k, n in items.items()))
+    return "; ".join(parts)
+
+
+def markdown(reports) -> str:
+    lines = ["| config | method | Whisper | trainable | % of raw LoRA | % of model "
+             "| adapted modules | by type (per layer type) |", "|" + " --- |" * 8]
+    for r in reports:
+        by_type = compact_types(r["adapted_by_type"])
+        if r["trainable_bias_vectors"] and not r["adapted_modules"]:
+            by_type = f"{r['trainable_bias_vectors']} bias vectors"
+        lines.append(f"| {Path(r['config']).name} | {r['method']} | {r['whisper_model']} | "
+                     f"{r['trainable']:,} | {r['percent_of_raw_lora']:.2f} | "
+                     f"{r['trainable_percent_of_model']:.3f} | {r['adapted_modules']} | {by_type} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--asr_config", type=Path, nargs="+", help="ESPnet training config(s)")
+    source.add_argument("--conf_dir", type=Path, help="every train_*.yaml in this folder")
+    parser.add_argument("--whisper_model", choices=sorted(WHISPER_DIMS),
+                        help="Whisper size (default: the config's encoder_conf.whisper_model)")
+    parser.add_argument("--reference_rank", type=int, default=DEFAULT_RANK,
+                        help="rank of the raw LoRA that shares are given against")
+    args = parser.parse_args(argv)
+    configs = args.asr_config or sorted(args.conf_dir.glob("train_*.yaml"))
+    if not configs:
+        sys.exit(f"error: --conf_dir {args.conf_dir}: no train_*.yaml found")
+    reports = []
+    for path in configs:
+        if not path.is_file():
+            sys.exit(f"error: --asr_config {path}: file not found")
+        try:
+            reports.append(report_for_config(path, args.whisper_model, args.reference_rank))
+        except (AdapterConfigError, TypeError, ValueError) as e:
+            sys.exit(f"error: {path}: {e}")
+    print(markdown(reports))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Trainable-parameter reports: what a method trains, in absolute numbers, as a share of raw LoRA
+and of the model, and which modules it adapts. The same function serves stage 9 (the trained
+model) and ``espnet_lalora.bin.param_report`` (no training: a weightless model skeleton).
+"""
+
+from collections import Counter
+
+import torch
+from torch import nn
+
+from espnet_lalora.lora import count_parameters, is_lora_parameter, lora_modules
+from espnet_lalora.methods import ALL_LINEARS, DEFAULT_RANK
+
+# openai-whisper's model dimensions (n_mels, n_vocab, audio/text context, width, heads, layers).
+WHISPER_DIMS = {
+    "tiny": (80, 51865, 1500, 448, 384, 6, 4),
+    "base": (80, 51865, 1500, 448, 512, 8, 6),
+    "small": (80, 51865, 1500, 448, 768, 12, 12),
+    "medium": (80, 51865, 1500, 448, 1024, 16, 24),
+    "large": (80, 51865, 1500, 448, 1280, 20, 32),
+    "large-v2": (80, 51865, 1500, 448, 1280, 20, 32),
+    "large-v3": (128, 51866, 1500, 448, 1280, 20, 32),
+}
+
+
+def whisper_skeleton(name: str) -> nn.Module:
+    """ESPnet's Whisper ASR model layout (``encoder.encoders`` / ``decoder.decoders``) on the meta
+    device: the right names and shapes, no weights, no memory, built in milliseconds."""
+    from whisper.model import AudioEncoder, TextDecoder
+
+    if name not in WHISPER_DIMS:
+        raise ValueError(f"unknown Whisper model {name!r}; known: {', '.join(WHISPER_DIMS)}")
+    n_mels, n_vocab, audio_ctx, text_ctx, width, heads, layers = WHISPER_DIMS[name]
+    model, model.encoder, model.decoder = nn.Module(), nn.Module(), nn.Module()
+    with torch.device("meta"):
+        model.encoder.encoders = AudioEncoder(n_mels, audio_ctx, width, heads, layers)
+        model.decoder.decoders = TextDecoder(n_vocab, text_ctx, width, heads, layers)
+    return model
+
+
+def raw_lora_parameters(model: nn.Module, rank: int = DEFAULT_RANK) -> int:
+    """Raw LoRA's trainable count at ``rank`` on this model: r (in + out) per block Linear."""
+    return sum(rank * (m.in_features + m.out_features) for n, m in model.named_modules()
+               if isinstance(m, nn.Linear) and ".blocks." in n  # LoRALinear is a Linear too
+               and any(n.endswith("." + t) for t in ALL_LINEARS))
+
+
+def _module_type(name: str) -> str:
+    side = "encoder" if name.startswith("encoder.") else "decoder"
+    return f"{side} {'.'.join(name.split('.')[-2:])}"
+
+
+def parameter_report(model: nn.Module, method: str, reference_rank: int = DEFAULT_RANK) -> dict:
+    """Counts of a model with its adapter attached (LoRA layers in place, or BitFit's trainable
+    biases); ``percent_of_raw_lora`` is against raw LoRA at ``reference_rank`` on the same model."""
+    trainable, total = count_parameters(model)
+    adapter_numel = sum(p.numel() for n, p in model.named_parameters() if is_lora_parameter(n))
+    base_total = total - adapter_numel
+    adapted = lora_modules(model)
+    raw = raw_lora_parameters(model, reference_rank)
+    return {
+        "method": method,
+        "trainable": trainable,
+        "base_parameters": base_total,
+        "trainable_percent_of_model": 100.0 * trainable / base_total,
+        "raw_lora_rank": reference_rank,
+        "raw_lora_trainable": raw,
+        "percent_of_raw_lora": 100.0 * trainable / raw,
+        "adapted_modules": len(adapted),
+        "ranks": sorted({m.rank for m in adapted.values()}),
+        "adapted_by_type": dict(sorted(Counter(map(_module_type, adapted)).items())),
+        "trainable_bias_vectors": sum(1 for n, p in model.named_parameters()
+                                      if p.requires_grad and n.endswith(".bias")),
+    }
