@@ -242,8 +242,15 @@ def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
     for name, tensor in whisper_to_ct2_variables(state).items():
         _set_variable(spec, name, tensor.detach().cpu().numpy())
     template_config = json.loads((template_dir / "config.json").read_text())
-    for key in ("suppress_ids", "suppress_ids_begin", "lang_ids", "alignment_heads"):
+    for key in ("suppress_ids", "suppress_ids_begin", "lang_ids"):
         setattr(spec.config, key, template_config.get(key))
+    # alignment heads (word timestamps) belong to one model size; another size gets every head
+    # of its upper half, CTranslate2's converters' default
+    heads = template_config.get("alignment_heads")
+    if _layer_count(read_ct2_model(template_dir / "model.bin")[1], "decoder") != dims["n_text_layer"]:
+        heads = [(layer, head) for layer in range(dims["n_text_layer"] // 2, dims["n_text_layer"])
+                 for head in range(dims["n_text_head"])]
+    spec.config.alignment_heads = heads
     vocabulary = (template_dir / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
     if len(vocabulary) != dims["n_vocab"]:
         raise CT2FormatError(f"{template_dir}: vocabulary of {len(vocabulary)} tokens, the model "

@@ -3,17 +3,23 @@
 - ``merged/``: an ordinary ESPnet Whisper model (adapters folded into the weights, no adapter in
   its config): stock ``espnet2.bin.asr_inference`` decodes it, with zero inference overhead;
 - ``adapter/``: the adapter weights alone (kilobytes to megabytes), for the base model;
-- ``whisper/model.pt``: an openai-whisper checkpoint, ``whisper.load_model(path)``.
+- ``whisper/model.pt``: an openai-whisper checkpoint, ``whisper.load_model(path)``;
+- ``ct2/``: a CTranslate2 model folder, ``faster_whisper.WhisperModel(path)``.
+
+BitFit trains the model's own biases: there is nothing to merge, the model is exported as it is.
 """
 
 import copy
-from collections import Counter
 from pathlib import Path
 
 import torch
 import yaml
 
-from espnet_lalora.lora import count_parameters, lora_modules, merge_lora
+from espnet_lalora.ct2_whisper import write_ct2_model
+
+from espnet_lalora.lora import merge_lora
+from espnet_lalora.params import parameter_report
+from espnet_lalora.whisper_weights import prepare_ct2_model
 
 
 def load_trained_model(config: Path, checkpoint: Path):
@@ -34,18 +40,6 @@ def load_trained_model(config: Path, checkpoint: Path):
         raise ValueError(f"{checkpoint}: trained parameters missing (e.g. {missing[:3]})")
     model.load_state_dict(state, strict=False)
     return model.eval(), args
-
-
-def parameter_report(model, method: str) -> dict:
-    trainable, total = count_parameters(model)
-    adapted = Counter(".".join(name.split(".")[-2:]) for name in lora_modules(model))
-    adapter_numel = sum(p.numel() for n, p in model.named_parameters()
-                        if n.endswith(".lora_A") or n.endswith(".lora_B"))
-    base_total = total - adapter_numel
-    return {"method": method, "trainable": trainable, "base_parameters": base_total,
-            "trainable_percent_of_model": 100.0 * trainable / base_total,
-            "adapted_modules": len(lora_modules(model)),
-            "adapted_by_type": dict(sorted(adapted.items()))}
 
 
 def espnet_to_whisper_checkpoint(model) -> dict:
@@ -105,14 +99,21 @@ def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
          "base": config["encoder_conf"].get("whisper_model")}, sort_keys=False))
 
     merged = copy.deepcopy(model)
-    count = merge_lora(merged)
-    diff = merge_check(model, merged)
-    report["merge_max_abs_diff"] = diff
-    log(f"merged {count} adapters; max |merged - unmerged| decoder output = {diff:.2e}")
+    if method == "bitfit":
+        log("bitfit: the trained biases are the model's own; nothing to merge")
+        report["merge_max_abs_diff"] = 0.0
+    else:
+        count = merge_lora(merged)
+        diff = merge_check(model, merged)
+        report["merge_max_abs_diff"] = diff
+        log(f"merged {count} adapters; max |merged - unmerged| decoder output = {diff:.2e}")
     merged_config = dict(config, use_adapter=False, adapter_conf={})
     save_atomic(merged.state_dict(), out / "merged" / "model.pth")
     (out / "merged" / "config.yaml").write_text(
         yaml.safe_dump(merged_config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    save_atomic(espnet_to_whisper_checkpoint(merged), out / "whisper" / "model.pt")
+    whisper_checkpoint = espnet_to_whisper_checkpoint(merged)
+    save_atomic(whisper_checkpoint, out / "whisper" / "model.pt")
+    write_ct2_model(whisper_checkpoint, out / "ct2", prepare_ct2_model("base", log=log))
+    log(f"wrote {out / 'ct2'} (CTranslate2: faster_whisper.WhisperModel)")
     (out / "params.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
     return report

@@ -165,6 +165,9 @@ def is_lora_parameter(name: str) -> bool:
 def merge_lora(model: nn.Module) -> int:
     """Fold every LoRA update into its weight and put the plain Linear back; return the count."""
     modules = lora_modules(model)
+    if not modules:
+        raise ValueError("the model has no LoRA layer: nothing to merge (a model trained with "
+                         "use_adapter: false, or with bitfit, is already a plain model)")
     for name, module in modules.items():
         _set_submodule(model, name, module.to_plain_linear())
     return len(modules)

@@ -22,6 +22,7 @@ option train_set train "training data dir name under data/"
 option valid_set dev "validation data dir name under data/"
 option test_sets test "space-separated test sets: names under data/ or paths to any Kaldi data dir"
 option asr_config conf/train_lora.yaml "ESPnet training config (method, rank, optimizer, epochs)"
+option method "" "shortcut for --asr_config conf/train_<method>.yaml (lora, aw_lora, vo_lora, r1_lora, bitfit, ...)"
 option inference_config conf/decode.yaml "decoding config (beam_size, maxlenratio, batch_size)"
 option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
 option asr_tag "" "experiment name suffix (default: the config's file name)"
@@ -70,6 +71,10 @@ done
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+if [ -n "$method" ]; then
+  asr_config=conf/train_${method}.yaml
+  [ -f "$asr_config" ] || die "--method $method: no $asr_config; known: $(cd conf && ls train_*.yaml | sed 's/^train_//; s/\.yaml$//' | tr '\n' ' ')"
+fi
 if runs 6 || runs 7 || runs 8 || runs 9 || runs 10; then
   [ -f "$asr_config" ] || die "--asr_config $asr_config: file not found (configs are in conf/, e.g. conf/train_lora.yaml)"
 fi
