@@ -6,7 +6,8 @@ time of the merged and unmerged model over the base model.
     python bench/train_step_bench.py --threads 2 --rounds 12
 
 Each round times one step of every variant in turn (same inputs), so machine noise falls on all of
-them alike; the table gives the median. Memory: bytes that autograd keeps for the backward
+them alike; the table gives the median step and the median over rounds of the ratio to the floor
+of the same round. Memory: bytes that autograd keeps for the backward
 (saved tensors, counted once per storage) and each variant's peak resident memory above the
 resting model during a step, in a fresh process (``--memory VARIANT``). CPU time (both threads)
 is given next to wall time: it is less sensitive to other load on the machine.
@@ -23,9 +24,11 @@ import time
 
 import torch
 
+from espnet_lalora.lora import lora_modules
 from espnet_lalora.methods import block_linears, create_lora_adapter
 
-VARIANTS = ["floor", "this project", "peft", "loralib", "full fine-tuning"]
+VARIANTS = ["floor", "this project", "this project, composed autograd", "peft", "loralib",
+            "full fine-tuning"]
 RANK, ALPHA = 8, 16
 SECONDS = [3.0, 2.6, 3.4, 2.2]  # a batch of 4 short utterances, as the recipe's sorted batches
 TOKENS = 24
@@ -77,6 +80,10 @@ def build(variant, base, copy_base=True):
             lambda m, i, o: o.requires_grad_())
     elif variant == "this project":
         create_lora_adapter(model, rank=RANK, alpha=ALPHA, method="lora")
+    elif variant == "this project, composed autograd":  # the path taken with LoRA dropout
+        create_lora_adapter(model, rank=RANK, alpha=ALPHA, method="lora")
+        for module in lora_modules(model).values():
+            module.lora_dropout = torch.nn.Dropout(0.0)
     elif variant == "peft":
         from peft import LoraConfig, inject_adapter_in_model
 
@@ -125,11 +132,13 @@ def _status_kib(field):
 
 def memory_main(variant):
     """Peak resident memory above the resting model during a training step, in a fresh process
-    (Linux: the peak is reset through /proc/self/clear_refs once the model is built; glibc is told
+    (Linux: the peak is reset through /proc/self/clear_refs after a warm-up step; glibc is told
 to return freed memory at once, so the resident size follows the live tensors)."""
     torch.manual_seed(0)
     model = build(variant, WhisperASR(), copy_base=False)
     inputs = batch()
+    step(model, inputs)  # warm-up: one-time allocations are not the step's
+    model.zero_grad(set_to_none=True)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     resting = _status_kib("VmRSS")
@@ -162,7 +171,12 @@ def decode_times(base, rounds):
             times[name].append(time.perf_counter() - t0)
             tokens[name] = [r.tokens for r in results]
     same = tokens["base"] == tokens["merged LoRA"] == tokens["unmerged LoRA"]
-    return {k: statistics.median(v) for k, v in times.items()}, same
+    return times, same
+
+
+def ratio(samples, name, reference="floor"):
+    """Median over rounds of the ratio to the reference of the same round: drifts cancel."""
+    return statistics.median(a / b for a, b in zip(samples[name], samples[reference]))
 
 
 def main():
@@ -199,8 +213,7 @@ def main():
                               "--memory", v], capture_output=True, text=True, check=True, env=env)
         peak[v] = json.loads(out.stdout.strip().splitlines()[-1])["peak_growth_mib"]
 
-    floor = statistics.median(times["floor"])
-    cpu_floor = statistics.median(cpu["floor"])
+
     print(f"\nWhisper base, batch of {len(SECONDS)} utterances ({'/'.join(map(str, SECONDS))} s, "
           f"{TOKENS} tokens), rank {RANK} on all {len(block_linears(base))} block linears, "
           f"{args.threads} threads, median of {args.rounds} rounds, torch {torch.__version__}\n")
@@ -208,16 +221,16 @@ def main():
           "| saved for backward (MiB) | peak memory above the model (MiB) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for v in VARIANTS:
-        t, c = statistics.median(times[v]), statistics.median(cpu[v])
-        print(f"| {v} | {trainable(models[v]):,} | {1000 * t:.0f} | {t / floor:.3f}x | "
-              f"{c / cpu_floor:.3f}x | {saved[v] / 2**20:.1f} | {peak[v]:.0f} |")
+        print(f"| {v} | {trainable(models[v]):,} | {1000 * statistics.median(times[v]):.0f} | "
+              f"{ratio(times, v):.3f}x | {ratio(cpu, v):.3f}x | {saved[v] / 2**20:.1f} | "
+              f"{peak[v]:.1f} |")
 
     decode, same = decode_times(base, max(3, args.rounds // 2))
     print(f"\nGreedy decoding of the same batch (at most 40 tokens; identical tokens: {same})\n")
     print("| model | time (ms) | over the base model |")
     print("| --- | --- | --- |")
     for name, t in decode.items():
-        print(f"| {name} | {1000 * t:.0f} | {t / decode['base']:.3f}x |")
+        print(f"| {name} | {1000 * statistics.median(t):.0f} | {ratio(decode, name, 'base'):.3f}x |")
 
 
 if __name__ == "__main__":

@@ -80,3 +80,26 @@ def test_same_encoder_output_and_greedy_tokens(speech, whisper_base, ct2_model, 
     diff = (ours_steps.log_softmax(-1) - ct2_logits.log_softmax(-1))[finite].abs().max().item()
     print(f"{utt}: max |decoder log-prob difference| = {diff:.2e} over {steps} steps")
     assert diff < LOGPROB_TOLERANCE
+
+
+def test_ct2_to_openai_whisper_and_back_gives_the_same_tensors(tmp_path):
+    """The installed CTranslate2 base model -> openai-whisper checkpoint -> CTranslate2 folder
+    (stage 9's writer): every variable of the original comes back bit for bit, and
+    faster-whisper loads the folder."""
+    from faster_whisper import WhisperModel
+
+    from espnet_lalora.ct2_whisper import (ct2_to_whisper_checkpoint, read_ct2_model,
+                                           write_ct2_model)
+    from espnet_lalora.whisper_weights import prepare_ct2_model
+
+    template = prepare_ct2_model("base")
+    spec, original = read_ct2_model(template / "model.bin")
+    checkpoint = ct2_to_whisper_checkpoint(original, dtype=torch.float16)
+    out = write_ct2_model(checkpoint, tmp_path / "ct2", template)
+    spec_again, again = read_ct2_model(out / "model.bin")
+    assert spec_again == spec == "WhisperSpec"
+    for name, tensor in original.items():
+        assert again[name].dtype == tensor.dtype and torch.equal(again[name], tensor), name
+    assert all(again[n].dim() == 0 for n in set(again) - set(original))  # newer spec flags only
+    model = WhisperModel(str(out), device="cpu", compute_type="float32")
+    assert model.model.is_multilingual and model.model.n_mels == 80

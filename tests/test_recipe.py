@@ -39,6 +39,7 @@ def run(recipe, *args, timeout=900):
     (["--stage", "x"], "--stage must be a non-negative integer"),
     (["--nj"], "option --nj needs a value"),
     (["--zero_shot", "maybe"], "--zero_shot must be true or false"),
+    (["--method", "vo-lora"], "--method vo-lora: no conf/train_vo-lora.yaml; known: aw_lora bitfit"),
 ])
 def test_bad_options_fail_before_any_stage(recipe, args, message):
     result = run(recipe, *args)
@@ -88,6 +89,7 @@ def test_default_recipe_end_to_end(recipe):
     export = exp / "asr_train_lora" / "export"
     assert (export / "merged" / "model.pth").is_file()
     assert (export / "adapter" / "adapter.pth").stat().st_size < 10_000_000
+    assert (export / "ct2" / "model.bin").is_file() and (export / "whisper" / "model.pt").is_file()
 
     again = run(recipe, *args)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -113,6 +115,56 @@ def test_default_recipe_end_to_end(recipe):
     theirs = (recipe / "stock/1best_recog/token_int").read_text().split(" ", 1)
     assert theirs[0] == key
     assert theirs[1].split() == [t for t in ours[key].split() if t != "0"]
+
+
+def test_unmerged_model_decodes_the_test_set_like_the_merged_one(recipe):
+    """Stage 10 decodes the merged model; the trained model with its LoRA layers unmerged gives
+    the same text on every test utterance."""
+    exp = recipe / "exp" / "asr_train_lora"
+    out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
+                          "--asr_train_config", str(exp / "config.yaml"),
+                          "--asr_model_file", str(exp / "valid.acc.ave.pth"),
+                          "--data_path_and_name_and_type", "dump/raw/test/wav.scp,speech,sound",
+                          "--utt2lang", "dump/raw/test/utt2lang", "--output_dir", "unmerged",
+                          "--config", "conf/decode.yaml",
+                          "--maxlenratio", "0.3", "--repetition_guard", "0"],
+                         cwd=recipe, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    def texts(path):  # key -> text (stage 10 strips the space that opens a Whisper text)
+        return dict((line.split(" ", 1) + [""])[:2] for line in
+                    path.read_text(encoding="utf-8").splitlines())
+
+    merged = {k: t.strip() for k, t in texts(exp / "decode_decode/test/text").items()}
+    unmerged = {k: t.strip() for k, t in texts(recipe / "unmerged/1best_recog/text").items()}
+    assert len(merged) == 4 and unmerged == merged
+
+
+def test_exports_decode_like_the_merged_model(recipe):
+    """openai-whisper on export/whisper/model.pt and faster-whisper on export/ct2 give the same
+    tokens as this project's decoder on the merged model (greedy, 30-s windows)."""
+    out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.check_exports",
+                          "--asr_exp", "exp/asr_train_lora", "--data", "dump/raw/test",
+                          "--max_utts", "2"], cwd=recipe, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "/" in line]
+    assert len(rows) == 3 and all("| 2/2 |" in row for row in rows), out.stdout
+
+
+def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
+    """``--method bitfit``: the biases alone train, stage 9 exports without merging, and the
+    summary has a row per method with its share of raw LoRA."""
+    result = run(recipe, "--method", "bitfit", "--stage", "7", "--zero_shot", "false",
+                 "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
+                 "--inference_args", "--maxlenratio 0.3 --repetition_guard 0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing to merge" in result.stderr
+    exp = recipe / "exp" / "asr_train_bitfit"
+    params = (exp / "export" / "params.yaml").read_text()
+    assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params
+    assert (exp / "export" / "adapter" / "adapter.pth").stat().st_size < 1_000_000
+    summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "|asr_train_bitfit|bitfit|75,776|7.01|0.105|" in summary
+    assert "|asr_train_lora|lora|1,081,344|100.00|1.506|" in summary
 
 
 def test_killed_training_resumes_from_its_checkpoint(recipe):
