@@ -139,6 +139,20 @@ def test_unmerged_model_decodes_the_test_set_like_the_merged_one(recipe):
     assert len(merged) == 4 and unmerged == merged
 
 
+def test_adapter_only_checkpoint_loads_back_onto_the_base_model(recipe, monkeypatch):
+    """export/adapter/adapter.pth (the trained parameters alone) on the base model built from the
+    training config gives the merged model's outputs."""
+    from espnet_lalora.espnet_plugin import ASRTask
+    from espnet_lalora.export import load_trained_model, merge_check
+
+    monkeypatch.chdir(recipe)  # the config names its token list relative to the recipe
+    exp = recipe / "exp" / "asr_train_lora"
+    with_adapter, _ = load_trained_model(exp / "config.yaml", exp / "export/adapter/adapter.pth")
+    merged, _ = ASRTask.build_model_from_file(exp / "export/merged/config.yaml",
+                                              exp / "export/merged/model.pth", "cpu")
+    assert merge_check(with_adapter, merged.eval()) < 1e-4
+
+
 def test_exports_decode_like_the_merged_model(recipe):
     """openai-whisper on export/whisper/model.pt and faster-whisper on export/ct2 give the same
     tokens as this project's decoder on the merged model (greedy, 30-s windows)."""
