@@ -32,7 +32,8 @@ def params(exp: Path):
     if path.is_file():
         return yaml.safe_load(path.read_text())
     if (exp / "config.yaml").is_file() and "zero_shot" in exp.name:
-        return {"method": "zero-shot", "trainable": 0, "trainable_percent_of_model": 0.0}
+        return {"method": "zero-shot", "trainable": 0, "trainable_percent_of_model": 0.0,
+                "percent_of_raw_lora": 0.0}
     return None
 
 
