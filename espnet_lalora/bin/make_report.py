@@ -78,7 +78,7 @@ def experiment_report(exp: Path) -> str:
         lines.append(f"- method: `{p['method']}`; trainable parameters: {p['trainable']:,} "
                      f"({p['trainable_percent_of_model']:.3f}% of the model"
                      + (f", {p['percent_of_raw_lora']:.2f}% of raw LoRA rank {p['raw_lora_rank']}"
-                        if "percent_of_raw_lora" in p else "") + ")")
+                        if "raw_lora_rank" in p else "") + ")")
         if p.get("adapted_modules"):
             lines.append(f"- adapted modules: {p['adapted_modules']} "
                          f"({', '.join(f'{k}: {v}' for k, v in p['adapted_by_type'].items())})")
