@@ -68,6 +68,8 @@ def create_lora_adapter(model: nn.Module, rank: int = 8, alpha: Optional[float] 
 ADAPTERS = {
     "lora": create_lora_adapter,
 }
+from espnet_lalora.la_lora import create_la_lora_adapter  # noqa: E402  (issue 6)
+ADAPTERS["la_lora"] = create_la_lora_adapter
 
 
 def check_adapter_conf(method: str, conf: dict):
