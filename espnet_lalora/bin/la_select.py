@@ -27,16 +27,21 @@ from espnet_lalora.la_lora import (SelectionError, budget_parameters, check_budg
                                    run_pass, select, write_json)
 
 
-def build(espnet_argv, with_lora: bool = True):
-    """(args, model with LoRA on every candidate module, the candidate names) as stage 8 builds
-    the model, without the la_lora adapter."""
+def parse_espnet_args(espnet_argv):
+    from espnet_lalora.espnet_plugin import ASRTask
+
+    return ASRTask.get_parser().parse_args(espnet_argv)
+
+
+def build(args, with_lora: bool = True):
+    """(model with LoRA on every candidate module, the candidate names) from asr_train's options,
+    as stage 8 builds the model (same seed), without the la_lora adapter."""
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
     from espnet_lalora.espnet_plugin import ASRTask
     from espnet_lalora.lora import freeze_all_but, inject_lora, is_lora_parameter
     from espnet_lalora.methods import ALL_LINEARS, candidate_modules
 
-    args = ASRTask.get_parser().parse_args(espnet_argv)
     conf = dict(args.adapter_conf or {})
     set_all_random_seed(args.seed)
     model = ASRTask.build_model(args)
@@ -46,7 +51,7 @@ def build(espnet_argv, with_lora: bool = True):
         alpha = float(conf.get("alpha") if conf.get("alpha") is not None else rank)
         inject_lora(model, {n: rank for n in names}, alpha=alpha)
         freeze_all_but(model, is_lora_parameter)
-    return args, model, names
+    return model, names
 
 
 def train_batches(args, epoch: int = 1):
@@ -83,7 +88,8 @@ def main(argv=None):
         parser.error("give --out (run the pass) or --check FILE")
 
     t0 = time.monotonic()
-    args, model, names = build(espnet_argv, with_lora=ours.check is None)
+    args = parse_espnet_args(espnet_argv)
+    model, names = build(args, with_lora=ours.check is None)
     conf = dict(args.adapter_conf or {})
     try:
         if ours.check is not None:
