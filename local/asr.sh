@@ -37,6 +37,7 @@ option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'
 option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
 option la_selection "" "la_lora: train on this selection (a la_selection.json made elsewhere) instead of stage 7's pass"
+option la_nproc "" "la_lora: processes for stage 7's pass (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
 option la_args "" "la_lora: extra options of stage 7's pass, e.g. '--steps 16' (python -m espnet_lalora.bin.la_select --help)"
 
 usage() {
@@ -70,6 +71,7 @@ done
 [ "$stage" -ge 1 ] && [ "$stop_stage" -le 12 ] || die "stages run from 1 to 12 (got --stage $stage --stop_stage $stop_stage)"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage; nothing would run"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
+[ -z "$la_nproc" ] || [[ $la_nproc =~ ^[1-9][0-9]*$ ]] || die "--la_nproc must be a positive integer, got '$la_nproc'"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if runs 6 || runs 7 || runs 8 || runs 9 || runs 10; then
@@ -241,13 +243,14 @@ if runs 7; then
       || die "--la_selection $la_selection does not fit this model (see above)"
   else
     inputs="$asr_config dump/raw/$train_dump $stats_dir/.done"
-    opts="$whisper_model $train_args $la_args"
+    opts="$whisper_model $train_args $la_args $la_nproc"
     if stamp check "$asr_exp/.la_selection.done" "$inputs" "$opts"; then
       log "$asr_exp/la_selection.json is complete; skipping"
     else
       mkdir -p "$asr_exp"
+      nproc=${la_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
       launcher=()
-      [ "$ngpu" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$ngpu")
+      [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
       # shellcheck disable=SC2046,SC2086
       if ! py "${launcher[@]}" -m espnet_lalora.bin.la_select --out "$asr_exp/la_selection.json" \
           --config "$asr_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) $train_args $la_args \
