@@ -1,5 +1,6 @@
 """The recipe driver: option errors, and the embedded recipe end to end on a handful of
-utterances (all 12 stages, a few training steps), re-run, and resume after a killed stage 8."""
+utterances (all 12 stages, a few training steps), re-run, and resume after a killed stage 8;
+LA-LoRA's stages 7-8 on the same tiny data (one and two processes, bad input, reuse)."""
 
 import json
 import os
