@@ -41,7 +41,8 @@ def require_layout(corpus_dir, expected: Sequence[str], corpus: str, get_it: str
                           f"{', '.join(expected)}. {get_it}")
     root = Path(corpus_dir)
     if not root.is_dir():
-        raise CorpusError(f"--corpus_dir {root}: not a folder. Expected the folder of {corpus}, "
+        state = "is not a folder" if root.exists() else "does not exist"
+        raise CorpusError(f"--corpus_dir {root} {state}. Expected the folder of {corpus}, "
                           f"holding {', '.join(expected)}. {get_it}")
     missing = [p for p in expected if not any(root.glob(p))]
     if missing:
