@@ -286,3 +286,14 @@ def test_readers_name_bad_transcript_lines(corpora, tmp_path):
     trans.write_text("201_003_0000\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=r"201_003.trans.txt:1: 201_003_0000 has an empty"):
         prep_zeroth_korean.prepare(zeroth, 0, 1, 1)
+
+
+def test_normalizer_per_language():
+    from espnet_lalora.text_norm import characters, normalize, words
+
+    assert normalize("Don't STOP, l’eau!", "en") == "don't stop l'eau"
+    assert normalize("'quoted'", "en") == "quoted"
+    assert normalize("İSTANBUL Irmak", "tr") == "istanbul ırmak"
+    assert normalize("ＡＢＣ　１２３、ﾃｽﾄ。「です」", "ja") == "abc 123 テスト です"
+    assert characters("오늘은 날씨가", "ko") == characters("오늘은날씨가", "ko")
+    assert words("오늘은 날씨가", "ko") != words("오늘은날씨가", "ko")
