@@ -23,7 +23,7 @@ split_options() {
       *) driver_args+=("$1"); shift; continue ;;  # the driver names the bad argument
     esac
     name=${key#--}; name=${name//-/_}
-    [ "$n" = 1 ] || [ $# -ge 2 ] || { driver_args+=("$1"); shift; continue; }
+    [ "$n" = 1 ] || [ $# -ge 2 ] || { echo "error: option $key needs a value (see --help)" >&2; exit 1; }
     if [ -n "${data_option_help[$name]+set}" ]; then
       [[ $value != *" "* ]] || { echo "error: --$name '$value': no spaces allowed" >&2; exit 1; }
       printf -v "data_opt_$name" '%s' "$value"

@@ -37,10 +37,12 @@ def read_table(table: Path, audio_dir: Path, lang: str = "") -> List[Utt]:
         raise CorpusError(f"{table}: file not found")
     delimiter = "," if table.suffix.lower() == ".csv" else "\t"
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    utts, seen = [], {}
+    utts, seen, rows = [], {}, []
     try:
         with open(table, encoding="utf-8-sig", newline="") as f:
-            rows = list(enumerate(csv.reader(f, delimiter=delimiter, quoting=quoting), 1))
+            reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+            for row in reader:  # line_num: the file's line, also after quoted line breaks
+                rows.append((reader.line_num, row))
     except UnicodeDecodeError as e:
         raise CorpusError(f"{table}: not valid UTF-8 ({e.reason}); re-encode it as UTF-8") from e
     except csv.Error as e:
@@ -50,7 +52,7 @@ def read_table(table: Path, audio_dir: Path, lang: str = "") -> List[Utt]:
         where = f"{table}:{number}"
         if not any(cell.strip() for cell in row):
             continue
-        if number == 1 and row[0].strip().lower() == "path":
+        if (number, row[0].strip().lower()) == (1, "path"):
             continue  # header
         if not 2 <= len(row) <= 4:
             sep = "commas" if delimiter == "," else "tabs"
@@ -68,7 +70,8 @@ def read_table(table: Path, audio_dir: Path, lang: str = "") -> List[Utt]:
         audio_seconds(audio, where)  # the header must read; decoding happens in stage 3
         row_lang = row[3].strip() if len(row) > 3 and row[3].strip() else lang
         if not row_lang:
-            raise CorpusError(f"{where}: no language: add a 4th column (e.g. ja) or give --lang")
+            raise CorpusError(f"{where}: no language: add a 4th column (e.g. ja) or give --lang "
+                              "(egs2/custom: --data_lang)")
         try:
             check_language(row_lang, where)
         except ValueError as e:
