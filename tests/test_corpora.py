@@ -297,3 +297,24 @@ def test_normalizer_per_language():
     assert normalize("ＡＢＣ　１２３、ﾃｽﾄ。「です」", "ja") == "abc 123 テスト です"
     assert characters("오늘은 날씨가", "ko") == characters("오늘은날씨가", "ko")
     assert words("오늘은 날씨가", "ko") != words("오늘은날씨가", "ko")
+
+
+def test_language_check_keeps_the_whisper_hook():
+    """Stage 1 and 4 tools check language codes without importing whisper (torch); that must
+    not use up the import hook that makes whisper.load_model find the offline weights."""
+    code = ("import sys, espnet_lalora\n"
+            "from espnet_lalora.whisper_langs import check_language\n"
+            "check_language('ja', 'test')\n"
+            "assert 'torch' not in sys.modules\n"
+            "import whisper\n"
+            "assert whisper.load_model._espnet_lalora\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_commonvoice_subset_is_the_same_every_time(corpora):
+    from espnet_lalora.bin import prep_commonvoice
+
+    first, again = (prep_commonvoice.prepare(corpora["commonvoice"], ["ja", "ko"], 0.001, 5)
+                    for _ in range(2))
+    assert [u.utt for u in first["train"]] == [u.utt for u in again["train"]]
+    assert len(first["train"]) < 8  # the cap took some, not all

@@ -25,7 +25,8 @@ from espnet_lalora.corpus import (CorpusError, Utt, audio_seconds, drop_speakers
 from espnet_lalora.whisper_langs import check_language
 
 GET_IT = ("Download the release's language archives from https://commonvoice.mozilla.org/"
-          "datasets (free, after accepting the terms) and unpack them side by side, so that "
+          "datasets (free, after accepting the terms; recent releases are distributed through "
+          "Mozilla Data Collective, linked there) and unpack them side by side, so that "
           "<corpus_dir>/<lang>/train.tsv exists.")
 SPLITS = ("train.tsv", "dev.tsv", "test.tsv")
 
