@@ -1,5 +1,5 @@
 """Stage 1 of egs2/jsut: JSUT ``basic5000`` (one female speaker reading 5,000 Japanese
-sentences, 48 kHz WAV, about 6.8 h).
+sentences, 48 kHz WAV; JSUT as a whole holds 10 h).
 
 ``--corpus_dir`` is the unpacked ``jsut_ver1.1/`` (or its ``basic5000/``), which holds
 ``basic5000/wav/BASIC5000_0001.wav`` ... and ``basic5000/transcript_utf8.txt`` with lines

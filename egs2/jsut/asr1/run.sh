@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . ../../../local/data_options.sh
-data_option hours 4 "training hours (0: all 4,500 training sentences, about 6 h)"
+data_option hours 4 "training hours (0: all 4,500 training sentences)"
 data_option seed 2024 "seed of the training subset"
 data_option dev_utts 250 "the sentences before the test ones that form dev"
 data_option test_utts 250 "the last sentences (by id), the test set"
