@@ -29,7 +29,7 @@ option asr_tag "" "experiment name suffix (default: the config's file name)"
 option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
 option lang multi "language of data without utt2lang (ISO 639-1, e.g. ja); multi: read utt2lang"
 option speed_perturb_factors "" "e.g. '0.9 1.0 1.1'; empty: no speed perturbation"
-option corpus_dir "" "corpus location, for recipes that read a corpus"
+option corpus_dir "" "corpus location, for recipes that read a corpus (their local/data.sh checks it)"
 option local_data_opts "" "extra options for the recipe's local/data.sh"
 option min_wav_duration 0.3 "stage 4 drops shorter training utterances (seconds)"
 option max_wav_duration 30 "stage 4 drops longer training utterances (seconds; Whisper: 30)"
@@ -118,9 +118,6 @@ mkdir -p exp/logs
 
 if runs 1; then
   stage_start 1 "data preparation (local/data.sh)"
-  if [ -n "$corpus_dir" ] && [ ! -e "$corpus_dir" ]; then
-    die "--corpus_dir $corpus_dir does not exist; give the folder the recipe's README names"
-  fi
   inputs="local/data.sh"
   opts="$corpus_dir $local_data_opts"
   if stamp check data/.stage1.done "$inputs" "$opts"; then
