@@ -30,8 +30,10 @@ def main(argv=None):
     ])
     config = vars(espnet_args)
     config.pop("config", None)
+    # the same baseline whatever the method: no trace of the adapter (a changed config would
+    # make stage 10 decode the zero-shot model again)
     config["use_adapter"] = False
-    config["adapter_conf"] = {}
+    config["adapter"], config["adapter_conf"] = "lora", {}
     if config.get("encoder") != "whisper" or config.get("decoder") != "whisper":
         sys.exit(f"error: --asr_config {args.asr_config}: the zero-shot baseline needs "
                  "encoder: whisper and decoder: whisper")
