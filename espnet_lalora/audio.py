@@ -32,6 +32,9 @@ def read_audio(spec: str):
                 raise AudioError(f"audio file {spec} does not exist")
             audio, rate = soundfile.read(spec, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        if spec.lower().endswith(".mp3") and "MP3" not in soundfile.available_formats():
+            raise AudioError(f"cannot read {spec}: this libsndfile has no mp3 support; "
+                             "pip install 'soundfile>=0.12.1'") from e
         raise AudioError(f"cannot read {spec} as audio ({e}); check the file or convert it to "
                          "WAV/FLAC") from e
     if rate < 4000:

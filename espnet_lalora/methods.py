@@ -115,6 +115,10 @@ def create_bitfit_adapter(model: nn.Module, method: str = "bitfit"):
 
 ADAPTERS = {name: functools.partial(create_lora_adapter, method=name) for name in PLACEMENTS}
 ADAPTERS["bitfit"] = create_bitfit_adapter
+# LA-LoRA: the modules that stage 7 selects (espnet_lalora/la_lora.py imports this module)
+from espnet_lalora.la_lora import create_la_lora_adapter  # noqa: E402
+
+ADAPTERS["la_lora"] = create_la_lora_adapter
 
 
 def check_adapter_conf(method: str, conf: dict):

@@ -1,7 +1,27 @@
 """Whisper's language codes (``<|ja|>``, ``<|ko|>``, ...)."""
 
+import ast
+import functools
+import importlib.machinery
+from pathlib import Path
 
+
+@functools.lru_cache(maxsize=None)
 def whisper_languages():
+    """``{code: name}``, read from openai-whisper's ``tokenizer.py`` as a literal: importing the
+    ``whisper`` package pulls in torch (3-4 s of CPU), too much for the light data tools of
+    stages 1 and 4. Falls back to the import if the file's layout ever changes. The package is
+    located with ``PathFinder``, not ``importlib.util.find_spec``, which would consume the
+    one-shot import hook that patches ``whisper.load_model`` (espnet_lalora._whisper_hook)."""
+    try:
+        spec = importlib.machinery.PathFinder.find_spec("whisper")
+        tokenizer = Path(spec.origin).parent / "tokenizer.py"
+        for node in ast.parse(tokenizer.read_text(encoding="utf-8")).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == "LANGUAGES"):
+                return ast.literal_eval(node.value)
+    except (AttributeError, OSError, SyntaxError, TypeError, ValueError):
+        pass
     from whisper.tokenizer import LANGUAGES
 
     return LANGUAGES

@@ -29,7 +29,7 @@ option asr_tag "" "experiment name suffix (default: the config's file name)"
 option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
 option lang multi "language of data without utt2lang (ISO 639-1, e.g. ja); multi: read utt2lang"
 option speed_perturb_factors "" "e.g. '0.9 1.0 1.1'; empty: no speed perturbation"
-option corpus_dir "" "corpus location, for recipes that read a corpus"
+option corpus_dir "" "corpus location, for recipes that read a corpus (their local/data.sh checks it)"
 option local_data_opts "" "extra options for the recipe's local/data.sh"
 option min_wav_duration 0.3 "stage 4 drops shorter training utterances (seconds)"
 option max_wav_duration 30 "stage 4 drops longer training utterances (seconds; Whisper: 30)"
@@ -37,6 +37,9 @@ option zero_shot true "also decode and score the untrained Whisper (true/false)"
 option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
 option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
+option la_selection "" "la_lora: train on this selection (a la_selection.json made elsewhere) instead of stage 7's pass"
+option la_nproc "" "la_lora: processes for stage 7's pass (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
+option la_args "" "la_lora: extra options of stage 7's pass, e.g. '--steps 16' (python -m espnet_lalora.bin.la_select --help)"
 
 usage() {
   echo "Usage: ./run.sh [options]   (stages 1-12: data, speed perturbation, format, filter, token list,"
@@ -69,6 +72,7 @@ done
 [ "$stage" -ge 1 ] && [ "$stop_stage" -le 12 ] || die "stages run from 1 to 12 (got --stage $stage --stop_stage $stop_stage)"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage; nothing would run"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
+[ -z "$la_nproc" ] || [[ $la_nproc =~ ^[1-9][0-9]*$ ]] || die "--la_nproc must be a positive integer, got '$la_nproc'"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if [ -n "$method" ]; then
@@ -114,9 +118,6 @@ mkdir -p exp/logs
 
 if runs 1; then
   stage_start 1 "data preparation (local/data.sh)"
-  if [ -n "$corpus_dir" ] && [ ! -e "$corpus_dir" ]; then
-    die "--corpus_dir $corpus_dir does not exist; give the folder the recipe's README names"
-  fi
   inputs="local/data.sh"
   opts="$corpus_dir $local_data_opts"
   if stamp check data/.stage1.done "$inputs" "$opts"; then
@@ -198,6 +199,12 @@ espnet_data_args() {
     --encoder_conf whisper_model="$whisper_model" --decoder_conf whisper_model="$whisper_model"
 }
 
+# The shape files of stage 6, for the training batches of stages 7 and 8.
+espnet_shape_args() {
+  echo --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
+    --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape"
+}
+
 if runs 6; then
   stage_start 6 "shape statistics (ESPnet collect_stats)"
   inputs="dump/raw/$train_dump dump/raw/$valid_set"
@@ -218,12 +225,42 @@ fi
 
 method=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --print_method 2>/dev/null || echo unknown)
 
+# la_lora: the selection stage 8 trains on (stage 7's, or --la_selection FILE).
+if [ -n "$la_selection" ]; then
+  [ -f "$la_selection" ] || die "--la_selection $la_selection: file not found"
+  [ "$method" = la_lora ] || die "--la_selection is for la_lora configs; $asr_config uses $method"
+  la_selection=$(cd "$(dirname "$la_selection")" && pwd)/$(basename "$la_selection")
+fi
+selection_file=${la_selection:-$PWD/$asr_exp/la_selection.json}
+
 if runs 7; then
   stage_start 7 "LA selection (method: $method)"
   if [ "$method" != la_lora ]; then
     log "method $method has a fixed placement: nothing to select"
+  elif [ -n "$la_selection" ]; then
+    log "using the selection $la_selection (--la_selection): no pass"
+    # shellcheck disable=SC2046,SC2086
+    py -m espnet_lalora.bin.la_select --check "$la_selection" --config "$asr_config" \
+      $(espnet_data_args) $(espnet_shape_args) $train_args \
+      || die "--la_selection $la_selection does not fit this model (see above)"
   else
-    die "la_lora's selection pass is not available yet"
+    inputs="$asr_config dump/raw/$train_dump $stats_dir/.done"
+    opts="$whisper_model $train_args $la_args $la_nproc"
+    if stamp check "$asr_exp/.la_selection.done" "$inputs" "$opts"; then
+      log "$asr_exp/la_selection.json is complete; skipping"
+    else
+      mkdir -p "$asr_exp"
+      nproc=${la_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
+      launcher=()
+      [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
+      # shellcheck disable=SC2046,SC2086
+      if ! py "${launcher[@]}" -m espnet_lalora.bin.la_select --out "$asr_exp/la_selection.json" \
+          --config "$asr_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) $train_args $la_args \
+          2>&1 | tee exp/logs/stage7_la_select_"$asr_tag".log; then
+        die "LA selection failed; see exp/logs/stage7_la_select_$asr_tag.log"
+      fi
+      stamp mark "$asr_exp/.la_selection.done" "$inputs" "$opts"
+    fi
   fi
   stage_end 7
 fi
@@ -232,6 +269,12 @@ if runs 8; then
   stage_start 8 "training ($method, ESPnet trainer) into $asr_exp"
   inputs="$asr_config dump/raw/$train_dump dump/raw/$valid_set $stats_dir/.done"
   opts="$whisper_model $train_args"
+  la_train_args=()
+  if [ "$method" = la_lora ]; then
+    [ -f "$selection_file" ] || die "$selection_file is missing: run stage 7 first (or give --la_selection FILE)"
+    inputs+=" $selection_file"
+    la_train_args=(--adapter_conf "selection=$selection_file")
+  fi
   if stamp check "$asr_exp/.train.done" "$inputs" "$opts"; then
     log "$asr_exp is trained; skipping"
   else
@@ -240,10 +283,8 @@ if runs 8; then
     log "log: $asr_exp/train.log"
     # shellcheck disable=SC2046,SC2086
     py -m espnet_lalora.bin.asr_train --config "$asr_config" --output_dir "$asr_exp" \
-      --ngpu "$ngpu" --resume true \
-      --train_shape_file "$stats_dir/train/speech_shape" --train_shape_file "$stats_dir/train/text_shape" \
-      --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape" \
-      $(espnet_data_args) $train_args >> "$asr_exp/train.log" 2>&1 \
+      --ngpu "$ngpu" --resume true $(espnet_shape_args) \
+      $(espnet_data_args) "${la_train_args[@]}" $train_args >> "$asr_exp/train.log" 2>&1 \
       || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
     stamp mark "$asr_exp/.train.done" "$inputs" "$opts"

@@ -1,6 +1,8 @@
 """The recipe driver: option errors, and the embedded recipe end to end on a handful of
-utterances (all 12 stages, a few training steps), re-run, and resume after a killed stage 8."""
+utterances (all 12 stages, a few training steps), re-run, and resume after a killed stage 8;
+LA-LoRA's stages 7-8 on the same tiny data (one and two processes, bad input, reuse)."""
 
+import json
 import os
 import shutil
 import signal
@@ -202,3 +204,71 @@ def test_killed_training_resumes_from_its_checkpoint(recipe):
     log = (exp / "train.log").read_text(errors="replace")
     assert "The training was resumed using" in log
     assert (exp / "2epoch.pth").exists()
+
+
+# ---- LA-LoRA: stages 7-9 on the tiny data that the end-to-end test built (it runs first).
+LA = ["--asr_config", "conf/train_la_lora.yaml", "--la_args", "--steps 3",
+      "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0"]
+
+
+def la_config(tmp_path, budget):
+    config = tmp_path / "la.yaml"
+    config.write_text((ROOT / "conf" / "train_la_lora.yaml").read_text()
+                      .replace("budget: 0.1 ", f"budget: {budget} "))
+    return str(config)
+
+
+def test_la_lora_selects_then_trains_only_the_chosen_modules(recipe):
+    result = run(recipe, "--stage", "7", "--stop_stage", "8", *LA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exp = recipe / "exp" / "asr_train_la_lora"
+    sel = json.loads((exp / "la_selection.json").read_text())
+    assert sel["num_candidates"] == 96 and sel["steps"] == 3 and sel["seed"] == 2024
+    assert sel["world_size"] == 1 and 3 <= sel["samples"] <= 12
+    assert sel["chosen_params"] == sum(m["params"] for m in sel["modules"] if m["chosen"])
+    assert 0 < sel["share"] <= 0.1 and sel["raw_lora_params"] == 1_081_344
+    assert (exp / "la_selection.png").stat().st_size > 10_000
+    assert "LA selection pass: 3/3 batch" in result.stdout and "ETA" in result.stdout
+    log = (exp / "train.log").read_text(errors="replace")
+    assert f"la_lora: rank 8 on {sel['num_chosen']} of 96 Linear layers" in log
+    assert f"la_lora: trainable parameters {sel['chosen_params']:,} of" in log
+    again = run(recipe, "--stage", "7", "--stop_stage", "8", *LA)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "la_selection.json is complete; skipping" in again.stderr
+    assert "is trained; skipping" in again.stderr
+
+
+def test_la_selection_on_two_processes_equals_one(recipe):
+    """torch.distributed (torchrun, gloo on CPU): the batches are shared out, the statistics
+    summed; same scores and selection as the one-process run above on the same data."""
+    result = run(recipe, "--stage", "7", "--stop_stage", "7", "--la_nproc", "2",
+                 "--asr_tag", "la_two", *LA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = json.loads((recipe / "exp/asr_train_la_lora/la_selection.json").read_text())
+    two = json.loads((recipe / "exp/asr_la_two/la_selection.json").read_text())
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert (two["steps"], two["samples"]) == (one["steps"], one["samples"])
+    assert two["chosen"] == one["chosen"]
+    for a, b in zip(one["modules"], two["modules"]):
+        assert a["name"] == b["name"] and b["score"] == pytest.approx(a["score"], rel=1e-4)
+
+
+def test_la_bad_selection_and_budgets_are_refused(recipe, tmp_path):
+    exp = recipe / "exp" / "asr_train_la_lora"
+    before = (exp / "la_selection.json").read_bytes()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"chosen": ["decoder.decoders.blocks.11.attn.query"],
+                                 "whisper_model": "small"}))
+    bad = run(recipe, "--stage", "7", "--stop_stage", "8", "--la_selection", str(other), *LA)
+    assert bad.returncode != 0
+    assert "do not exist in this model (e.g. decoder.decoders.blocks.11.attn.query)" in bad.stderr
+    assert "Stage 8" not in bad.stderr and (exp / "la_selection.json").read_bytes() == before
+
+    reuse = run(recipe, "--stage", "7", "--stop_stage", "7", "--asr_tag", "la_reuse",
+                "--la_selection", str(exp / "la_selection.json"), *LA)
+    assert reuse.returncode == 0 and "all in this model" in reuse.stderr, reuse.stderr[-2000:]
+
+    for budget, message in (("0", "must be above 0"), ("1.5", "above 100%")):
+        result = run(recipe, "--stage", "7", *LA, "--asr_config", la_config(tmp_path, budget))
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert "Stage" not in result.stderr

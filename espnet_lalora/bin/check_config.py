@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_lalora.la_lora import DEFAULT_BUDGET, SelectionError, check_budget
 from espnet_lalora.methods import ADAPTERS, check_adapter_conf, AdapterConfigError
 
 
@@ -32,9 +33,12 @@ def main(argv=None):
         if method not in ADAPTERS:
             sys.exit(f"error: {where}: unknown adapter {method!r}; known methods: "
                      f"{', '.join(sorted(ADAPTERS))}")
+        conf = config.get("adapter_conf") or {}
         try:
-            check_adapter_conf(method, config.get("adapter_conf") or {})
-        except AdapterConfigError as e:
+            check_adapter_conf(method, conf)
+            if method == "la_lora":
+                check_budget(conf.get("budget", DEFAULT_BUDGET), conf.get("select_by", "module"))
+        except (AdapterConfigError, SelectionError) as e:
             sys.exit(f"error: {where}: {e}")
     if args.print_method:
         print(method)
