@@ -4,6 +4,7 @@ LA-LoRA's stages 7-8 on the same tiny data (one and two processes, bad input, re
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,15 +156,31 @@ def test_adapter_only_checkpoint_loads_back_onto_the_base_model(recipe, monkeypa
     assert merge_check(with_adapter, merged.eval()) < 1e-4
 
 
-def test_exports_decode_like_the_merged_model(recipe):
-    """openai-whisper on export/whisper/model.pt and faster-whisper on export/ct2 give the same
-    tokens as this project's decoder on the merged model (greedy, 30-s windows)."""
+def test_exports_hold_the_merged_weights_and_decode(recipe):
+    """export/whisper/model.pt is the merged model's weights (float16) under openai-whisper's
+    names, export/ct2 the same tensors under CTranslate2's; openai-whisper and faster-whisper load
+    and decode them. (Token agreement is measured on a trained model with check_exports, see
+    docs/methods.md: a 1-epoch model's near-tied logits flip with float16 rounding.)"""
+    import torch
+
+    from espnet_lalora.ct2_whisper import read_ct2_model, whisper_to_ct2_variables
+
+    export = recipe / "exp" / "asr_train_lora" / "export"
+    merged = torch.load(export / "merged/model.pth", map_location="cpu")
+    state = torch.load(export / "whisper/model.pt", map_location="cpu")["model_state_dict"]
+    for name, tensor in state.items():
+        side, rest = name.split(".", 1)
+        assert torch.equal(tensor, merged[f"{side}.{side}s.{rest}"].half()), name
+    _, ct2 = read_ct2_model(export / "ct2/model.bin")
+    for name, tensor in whisper_to_ct2_variables(state).items():
+        assert torch.equal(ct2[name], tensor), name
     out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.check_exports",
                           "--asr_exp", "exp/asr_train_lora", "--data", "dump/raw/test",
-                          "--max_utts", "2"], cwd=recipe, capture_output=True, text=True)
+                          "--max_utts", "2", "--features", "openai"],
+                         cwd=recipe, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "/" in line]
-    assert len(rows) == 3 and all("| 2/2 |" in row for row in rows), out.stdout
+    rows = [line for line in out.stdout.splitlines() if re.search(r"\| \d+/2 \|", line)]
+    assert len(rows) == 3 and "| 2/2 |" in rows[0], out.stdout
 
 
 def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
@@ -173,7 +190,7 @@ def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
                  "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
                  "--inference_args", "--maxlenratio 0.3 --repetition_guard 0")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "nothing to merge" in result.stderr
+    assert "nothing to merge" in result.stdout + result.stderr
     exp = recipe / "exp" / "asr_train_bitfit"
     params = (exp / "export" / "params.yaml").read_text()
     assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params

@@ -48,11 +48,27 @@ def openai_whisper(export: Path, audio, langs):
     return out
 
 
-def faster_whisper(export: Path, audio, langs, threads):
+def faster_whisper(export: Path, audio, langs, threads, openai_features=False):
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(export / "ct2"), device="cpu", compute_type="float32",
                          cpu_threads=threads)
+    if openai_features:
+        # faster-whisper computes the log-mel of the unpadded audio and pads the features; openai-
+        # whisper pads the audio first. The padded frames differ, and a barely trained model can
+        # then choose other tokens. openai-whisper's features isolate the exported weights.
+        import whisper
+
+        own = model.feature_extractor
+
+        class OpenAIFeatures:
+            def __getattr__(self, name):  # sampling rate, hop length, ...: faster-whisper's
+                return getattr(own, name)
+
+            def __call__(self, audio, **_):
+                return whisper.log_mel_spectrogram(whisper.pad_or_trim(audio)).numpy()
+
+        model.feature_extractor = OpenAIFeatures()
     out = {}
     for key, speech in audio.items():
         segments, _ = model.transcribe(
@@ -71,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--max_utts", type=int, default=0, help="the first N utterances (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the tokens of each system here (JSON)")
+    parser.add_argument("--features", choices=["own", "openai"], default="own",
+                        help="faster-whisper's log-mel: its own, or openai-whisper's (same input)")
     args = parser.parse_args(argv)
 
     from espnet_lalora.datadir import DataDirError, read_map
@@ -93,8 +111,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     runs = {"this project (merged ESPnet model)": lambda: reference(export, audio, langs),
             "openai-whisper (whisper/model.pt)": lambda: openai_whisper(export, audio, langs),
-            "faster-whisper (ct2/, float32)": lambda: faster_whisper(export, audio, langs,
-                                                                     args.threads)}
+            "faster-whisper (ct2/, float32)": lambda: faster_whisper(
+                export, audio, langs, args.threads, args.features == "openai")}
     systems, seconds = {}, {}
     for name, run in runs.items():
         start = time.monotonic()
