@@ -57,8 +57,8 @@ def main():
     import whisper
     from faster_whisper import WhisperModel
 
-    from espnet_lalora.bin.make_zeroshot_config import main as make_config
-    from espnet_lalora.bin.whisper_inference import WhisperTranscriber, load_model
+    from espnet_lalora.config import write_config, zero_shot_config
+    from espnet_lalora.transcriber import WhisperTranscriber, load_model
     from espnet_lalora.decoding import DecodeOptions
     from espnet_lalora.whisper_weights import prepare_ct2_model
 
@@ -72,8 +72,7 @@ def main():
     configs = {}
     for padded in (True, False):
         path = work / f"config_{'padded' if padded else 'unpadded'}.yaml"
-        make_config(["--asr_config", str(ROOT / "conf/whisper_base.yaml"), "--token_list",
-                     str(tokens), "--out", str(path)])
+        write_config(zero_shot_config(ROOT / "conf/whisper_base.yaml", tokens), path)
         if not padded:
             path.write_text(path.read_text().replace("do_pad_trim: true", "do_pad_trim: false"))
         configs[padded] = path

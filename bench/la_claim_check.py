@@ -26,8 +26,10 @@ from pathlib import Path
 
 import torch
 
-from espnet_lalora.bin.la_select import build, train_batches
-from espnet_lalora.la_lora import GradStats, make_selection, plot_selection, write_json
+from espnet_lalora.methods import get_method
+from espnet_lalora.methods.la_lora import (GradStats, build_model, make_selection, plot_selection,
+                                           train_batches, write_json)
+from espnet_lalora.methods.lora import ALL_LINEARS, add_lora, candidate_modules
 from espnet_lalora.progress import Progress
 
 
@@ -84,10 +86,12 @@ def main(argv=None):
     import yaml
 
     args = argparse.Namespace(**yaml.safe_load((ours.asr_exp / "config.yaml").read_text()))
-    model, _ = build(args)
-    conf = dict(args.adapter_conf or {})
-    rank, budget = conf.get("rank", 8), conf.get("budget", 0.1)
-    select_by = conf.get("select_by", "module")
+    method = get_method("la_lora")
+    conf = method.parse_config({k: v for k, v in (args.adapter_conf or {}).items()
+                                if k != "selection"})
+    rank, budget, select_by = method.rank_of(conf), conf.budget, conf.select_by
+    model = build_model(args)
+    add_lora(model, candidate_modules(model, ALL_LINEARS), rank, conf)
     model.train()
     result = {"config": {"budget": budget, "select_by": select_by, "lora_rank": rank,
                          "max_epoch": args.max_epoch, "batch_size": args.batch_size,

@@ -24,8 +24,9 @@ import time
 
 import torch
 
-from espnet_lalora.lora import lora_modules
-from espnet_lalora.methods import block_linears, create_lora_adapter
+from espnet_lalora.methods import get_method
+from espnet_lalora.methods.lora import block_linears
+from espnet_lalora.methods.lora_layer import lora_modules
 
 VARIANTS = ["floor", "this project", "this project, composed autograd", "peft", "loralib",
             "full fine-tuning"]
@@ -79,9 +80,9 @@ def build(variant, base, copy_base=True):
         model.decoder.decoders.token_embedding.register_forward_hook(
             lambda m, i, o: o.requires_grad_())
     elif variant == "this project":
-        create_lora_adapter(model, rank=RANK, alpha=ALPHA, method="lora")
+        get_method("lora").create_adapter(model, rank=RANK, alpha=ALPHA)
     elif variant == "this project, composed autograd":  # the path taken with LoRA dropout
-        create_lora_adapter(model, rank=RANK, alpha=ALPHA, method="lora")
+        get_method("lora").create_adapter(model, rank=RANK, alpha=ALPHA)
         for module in lora_modules(model).values():
             module.lora_dropout = torch.nn.Dropout(0.0)
     elif variant == "peft":
@@ -151,7 +152,7 @@ def decode_times(base, rounds):
     """Greedy decoding time of base, merged LoRA and unmerged LoRA on the same batch: B is left
     at zero, so all three emit the same tokens and only the layer structure differs."""
     from espnet_lalora.decoding import CachedWhisperDecoder, DecodeOptions, beam_search
-    from espnet_lalora.lora import merge_lora
+    from espnet_lalora.methods.lora_layer import merge_lora
 
     unmerged = build("this project", base).eval()
     merged = copy.deepcopy(unmerged)

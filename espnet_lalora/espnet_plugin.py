@@ -1,6 +1,7 @@
-"""Registration with ESPnet from the outside: adapter names in ESPnet's adapter table, an
-``ASRTask`` whose ``--adapter`` option accepts them, and a per-utterance Whisper language prompt.
-ESPnet's trainer, DDP, AMP and resume are used as they are."""
+"""Registration with ESPnet from the outside: the methods in ESPnet's adapter table, an
+``ASRTask`` whose ``--adapter`` option accepts them and whose optimizer calls a method's per-step
+hook, and a per-utterance Whisper language prompt. ESPnet's trainer, DDP, AMP and resume are used
+as they are."""
 
 import functools
 
@@ -8,7 +9,7 @@ import espnet2.tasks.asr
 from espnet2.layers import create_adapter as _create_adapter
 from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
 
-from espnet_lalora.methods import ADAPTERS
+from espnet_lalora.methods import adapter_table, get_method
 
 
 def _per_utterance_language(tokens2ids):
@@ -32,7 +33,7 @@ def _per_utterance_language(tokens2ids):
 
 
 def register():
-    _create_adapter.create_adapter_fn_table.update(ADAPTERS)
+    _create_adapter.create_adapter_fn_table.update(adapter_table())
     if not getattr(OpenAIWhisperTokenIDConverter.tokens2ids, "_espnet_lalora", False):
         OpenAIWhisperTokenIDConverter.tokens2ids = _per_utterance_language(
             OpenAIWhisperTokenIDConverter.tokens2ids)
@@ -49,3 +50,25 @@ class ASRTask(espnet2.tasks.asr.ASRTask):
             if action.dest == "adapter":
                 action.choices = sorted(_create_adapter.create_adapter_fn_table)
         return parser
+
+    @classmethod
+    def build_optimizers(cls, args, model):
+        optimizers = super().build_optimizers(args, model)
+        if getattr(args, "use_adapter", False):
+            hook = get_method(args.adapter).optimizer_step_hook(model)
+            if hook is not None:
+                add_step_hook(optimizers[0], hook)
+        return optimizers
+
+
+def add_step_hook(optimizer, hook):
+    """Call ``hook(step)`` after each optimizer step that happened: ESPnet's trainer (and AMP's
+    GradScaler) skip ``optimizer.step()`` when gradients are not finite, so skipped steps never
+    count; gradients are still there (the trainer zeroes them after the step)."""
+    steps = [0]
+
+    def after_step(opt, args, kwargs):
+        steps[0] += 1
+        hook(steps[0])
+
+    return optimizer.register_step_post_hook(after_step)

@@ -6,7 +6,8 @@
 - ``whisper/model.pt``: an openai-whisper checkpoint, ``whisper.load_model(path)``;
 - ``ct2/``: a CTranslate2 model folder, ``faster_whisper.WhisperModel(path)``.
 
-BitFit trains the model's own biases: there is nothing to merge, the model is exported as it is.
+Each method merges itself (``Method.merge``); a method that trains the model's own weights
+(BitFit) has nothing to merge and is exported as it is.
 """
 
 import copy
@@ -15,9 +16,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from espnet_lalora.config import write_config
 from espnet_lalora.ct2_whisper import write_ct2_model
-
-from espnet_lalora.lora import merge_lora
+from espnet_lalora.fileio import atomic_path, write_text_atomic
+from espnet_lalora.methods import method_of
 from espnet_lalora.params import parameter_report
 from espnet_lalora.whisper_weights import prepare_ct2_model
 
@@ -76,44 +78,42 @@ def merge_check(unmerged, merged, seconds: float = 2.0) -> float:
 
 
 def save_atomic(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
     config_path = asr_exp / "config.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    method = config.get("adapter", "lora") if config.get("use_adapter") else "full"
+    method, _ = method_of(config)
+    name = method.name if method is not None else "full"
     model, _ = load_trained_model(config_path, asr_exp / checkpoint_name)
     report = parameter_report(model, method)
-    log(f"{method}: {report['trainable']:,} trainable parameters "
+    log(f"{name}: {report['trainable']:,} trainable parameters "
         f"({report['trainable_percent_of_model']:.3f}% of {report['base_parameters']:,}) "
         f"in {report['adapted_modules']} adapted modules")
 
     adapter_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     save_atomic(adapter_state, out / "adapter" / "adapter.pth")
-    (out / "adapter" / "adapter.yaml").write_text(yaml.safe_dump(
-        {"adapter": method, "adapter_conf": config.get("adapter_conf", {}),
-         "base": config["encoder_conf"].get("whisper_model")}, sort_keys=False))
+    write_config({"adapter": name, "adapter_conf": config.get("adapter_conf", {}),
+                  "base": config["encoder_conf"].get("whisper_model")},
+                 out / "adapter" / "adapter.yaml")
 
     merged = copy.deepcopy(model)
-    if method == "bitfit":
-        log("bitfit: the trained biases are the model's own; nothing to merge")
+    count = method.merge(merged) if method is not None else 0
+    if count == 0:
+        log(f"{name}: the trained weights are the model's own; nothing to merge")
         report["merge_max_abs_diff"] = 0.0
     else:
-        count = merge_lora(merged)
         diff = merge_check(model, merged)
         report["merge_max_abs_diff"] = diff
         log(f"merged {count} adapters; max |merged - unmerged| decoder output = {diff:.2e}")
     merged_config = dict(config, use_adapter=False, adapter_conf={})
     save_atomic(merged.state_dict(), out / "merged" / "model.pth")
-    (out / "merged" / "config.yaml").write_text(
-        yaml.safe_dump(merged_config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    write_config(merged_config, out / "merged" / "config.yaml")
     whisper_checkpoint = espnet_to_whisper_checkpoint(merged)
     save_atomic(whisper_checkpoint, out / "whisper" / "model.pt")
     write_ct2_model(whisper_checkpoint, out / "ct2", prepare_ct2_model("base", log=log))
     log(f"wrote {out / 'ct2'} (CTranslate2: faster_whisper.WhisperModel)")
-    (out / "params.yaml").write_text(yaml.safe_dump(report, sort_keys=False))
+    write_text_atomic(out / "params.yaml", yaml.safe_dump(report, sort_keys=False))
     return report

@@ -4,12 +4,13 @@ model) and ``espnet_lalora.bin.param_report`` (no training: a weightless model s
 """
 
 from collections import Counter
+from typing import Optional
 
 import torch
 from torch import nn
 
-from espnet_lalora.lora import count_parameters, is_lora_parameter, lora_modules
-from espnet_lalora.methods import ALL_LINEARS, DEFAULT_RANK
+from espnet_lalora.methods.base import Method, count_parameters
+from espnet_lalora.methods.lora import ALL_LINEARS, DEFAULT_RANK
 
 # openai-whisper's model dimensions (n_mels, n_vocab, audio/text context, width, heads, layers).
 WHISPER_DIMS = {
@@ -50,16 +51,18 @@ def _module_type(name: str) -> str:
     return f"{side} {'.'.join(name.split('.')[-2:])}"
 
 
-def parameter_report(model: nn.Module, method: str, reference_rank: int = DEFAULT_RANK) -> dict:
-    """Counts of a model with its adapter attached (LoRA layers in place, or BitFit's trainable
-    biases); ``percent_of_raw_lora`` is against raw LoRA at ``reference_rank`` on the same model."""
+def parameter_report(model: nn.Module, method: Optional[Method],
+                     reference_rank: int = DEFAULT_RANK) -> dict:
+    """Counts of a model with its method in place (``method`` None: no adapter, all trained);
+    ``percent_of_raw_lora`` is against raw LoRA at ``reference_rank`` on the same model."""
     trainable, total = count_parameters(model)
-    adapter_numel = sum(p.numel() for n, p in model.named_parameters() if is_lora_parameter(n))
-    base_total = total - adapter_numel
-    adapted = lora_modules(model)
+    added = sum(p.numel() for n, p in model.named_parameters()
+                if method is not None and method.adapter_parameter(n))
+    base_total = total - added
+    adapted = method.adapted_modules(model) if method is not None else {}
     raw = raw_lora_parameters(model, reference_rank)
     return {
-        "method": method,
+        "method": method.name if method is not None else "full",
         "trainable": trainable,
         "base_parameters": base_total,
         "trainable_percent_of_model": 100.0 * trainable / base_total,
@@ -67,7 +70,7 @@ def parameter_report(model: nn.Module, method: str, reference_rank: int = DEFAUL
         "raw_lora_trainable": raw,
         "percent_of_raw_lora": 100.0 * trainable / raw,
         "adapted_modules": len(adapted),
-        "ranks": sorted({m.rank for m in adapted.values()}),
+        "ranks": sorted({r for r in adapted.values() if r is not None}),
         "adapted_by_type": dict(sorted(Counter(map(_module_type, adapted)).items())),
         "trainable_bias_vectors": sum(1 for n, p in model.named_parameters()
                                       if p.requires_grad and n.endswith(".bias")),

@@ -22,7 +22,7 @@ option train_set train "training data dir name under data/"
 option valid_set dev "validation data dir name under data/"
 option test_sets test "space-separated test sets: names under data/ or paths to any Kaldi data dir"
 option asr_config conf/train_lora.yaml "ESPnet training config (method, rank, optimizer, epochs)"
-option method "" "shortcut for --asr_config conf/train_<method>.yaml (lora, aw_lora, vo_lora, r1_lora, bitfit, ...)"
+option method "" "shortcut for --asr_config conf/train_<method>.yaml (the method names: see conf/)"
 option inference_config conf/decode.yaml "decoding config (beam_size, maxlenratio, batch_size)"
 option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
 option asr_tag "" "experiment name suffix (default: the config's file name)"
@@ -37,9 +37,11 @@ option zero_shot true "also decode and score the untrained Whisper (true/false)"
 option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
 option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
-option la_selection "" "la_lora: train on this selection (a la_selection.json made elsewhere) instead of stage 7's pass"
-option la_nproc "" "la_lora: processes for stage 7's pass (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
-option la_args "" "la_lora: extra options of stage 7's pass, e.g. '--steps 16' (python -m espnet_lalora.bin.la_select --help)"
+option prepared "" "methods with a stage 7 (la_lora): use this output of it (e.g. a la_selection.json made elsewhere) instead of running it"
+option prepare_nproc "" "processes for stage 7 (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
+option prepare_args "" "extra options of the method's stage 7, e.g. la_lora: '--steps 16'"
+# Earlier names of the stage-7 options.
+declare -A option_alias=([la_selection]=prepared [la_nproc]=prepare_nproc [la_args]=prepare_args)
 
 usage() {
   echo "Usage: ./run.sh [options]   (stages 1-12: data, speed perturbation, format, filter, token list,"
@@ -59,7 +61,7 @@ while [ $# -gt 0 ]; do
     --*) key=$1; [ $# -ge 2 ] || die "option $1 needs a value (see --help)"; value=$2; shift 2 ;;
     *) die "unexpected argument '$1'; options look like --name value (see --help)" ;;
   esac
-  key=${key#--}; key=${key//-/_}
+  key=${key#--}; key=${key//-/_}; key=${option_alias[$key]:-$key}
   [ -n "${option_help[$key]+set}" ] || die "unknown option --$key (see $0 --help)"
   printf -v "$key" '%s' "$value"
 done
@@ -72,14 +74,15 @@ done
 [ "$stage" -ge 1 ] && [ "$stop_stage" -le 12 ] || die "stages run from 1 to 12 (got --stage $stage --stop_stage $stop_stage)"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage; nothing would run"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
-[ -z "$la_nproc" ] || [[ $la_nproc =~ ^[1-9][0-9]*$ ]] || die "--la_nproc must be a positive integer, got '$la_nproc'"
+[ -z "$prepare_nproc" ] || [[ $prepare_nproc =~ ^[1-9][0-9]*$ ]] || die "--prepare_nproc must be a positive integer, got '$prepare_nproc'"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if [ -n "$method" ]; then
   asr_config=conf/train_${method}.yaml
   [ -f "$asr_config" ] || die "--method $method: no $asr_config; known: $(cd conf && ls train_*.yaml | sed 's/^train_//; s/\.yaml$//' | tr '\n' ' ')"
 fi
-if runs 6 || runs 7 || runs 8 || runs 9 || runs 10; then
+uses_model() { runs 6 || runs 7 || runs 8 || runs 9 || runs 10; }
+if uses_model; then
   [ -f "$asr_config" ] || die "--asr_config $asr_config: file not found (configs are in conf/, e.g. conf/train_lora.yaml)"
 fi
 if runs 10; then
@@ -91,12 +94,18 @@ fi
 [ -x "$python" ] || command -v "$python" >/dev/null || die "no Python at $python; run: bash $lalora_root/tools/install.sh"
 py() { "$python" "$@"; }
 export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::FutureWarning}
-if runs 6 || runs 7 || runs 8 || runs 9; then
-  py -m espnet_lalora.bin.check_config --asr_config "$asr_config" || exit 1
-fi
 
 [ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml)
 asr_exp=exp/asr_${asr_tag}
+# The config is checked once, composed (its base_config resolved) into the one file that ESPnet
+# reads, and asked for its method; the registry says whether the method has a stage 7.
+train_config=$asr_exp/asr_config.yaml
+train_method=unknown prepare_output=- prepare_key=-
+if uses_model; then
+  info=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --compose_to "$train_config" \
+    --print_info) || exit 1
+  read -r train_method prepare_output prepare_key <<< "$info"
+fi
 zero_shot_exp=exp/asr_zero_shot_whisper_${whisper_model}
 stats_dir=exp/asr_stats_raw_whisper_multilingual
 token_list=data/token_list/whisper_multilingual/tokens.txt
@@ -110,23 +119,28 @@ dump_name() { basename "$1"; }
 test_names=""
 for t in $test_sets; do test_names+=" $(dump_name "$t")"; done
 
-# `stamp check STAMP "inputs" "options"` succeeds when the outputs are complete; `stamp mark` records it.
-stamp() { py -m espnet_lalora.bin.stamp "$@"; }
+# once STAMP "INPUTS" "OPTIONS" "SKIP MESSAGE" COMMAND...: skip COMMAND when STAMP holds the
+# fingerprint of INPUTS (files, folders) and OPTIONS; otherwise remove the stamp (a killed run
+# never leaves an old stamp over half-rewritten outputs), run COMMAND, and stamp on success.
+once() {
+  local stamp_file=$1 inputs=$2 opts=$3 skip_message=$4; shift 4
+  if py -m espnet_lalora.bin.stamp check "$stamp_file" "$inputs" "$opts"; then
+    log "$skip_message; skipping"; return 0
+  fi
+  rm -f "$stamp_file"
+  "$@" || return 1
+  py -m espnet_lalora.bin.stamp mark "$stamp_file" "$inputs" "$opts"
+}
 stage_start() { stage_t0=$(date +%s); log "Stage $1: $2"; }
 stage_end() { log "Stage $1 done in $(( $(date +%s) - stage_t0 )) s"; }
 mkdir -p exp/logs
 
 if runs 1; then
   stage_start 1 "data preparation (local/data.sh)"
-  inputs="local/data.sh"
-  opts="$corpus_dir $local_data_opts"
-  if stamp check data/.stage1.done "$inputs" "$opts"; then
-    log "data dirs already prepared (data/.stage1.done); skipping"
-  else
-    # shellcheck disable=SC2086
-    PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" $local_data_opts 2>&1 | tee exp/logs/stage1_data.log
-    stamp mark data/.stage1.done "$inputs" "$opts"
-  fi
+  # shellcheck disable=SC2086
+  prepare_data() { PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" $local_data_opts 2>&1 | tee exp/logs/stage1_data.log; }
+  once data/.stage1.done "local/data.sh" "$corpus_dir $local_data_opts" "data dirs already prepared (data/.stage1.done)" \
+    prepare_data || die "data preparation failed; see exp/logs/stage1_data.log"
   stage_end 1
 fi
 
@@ -134,61 +148,54 @@ if runs 2; then
   stage_start 2 "speed perturbation (factors: ${speed_perturb_factors:-none})"
   if [ -z "$speed_perturb_factors" ]; then
     log "no --speed_perturb_factors: nothing to do"
-  elif stamp check "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors"; then
-    log "data/$train_sp is complete; skipping"
   else
-    py -m espnet_lalora.bin.speed_perturb --data "data/$train_set" --out "data/$train_sp" \
-      --factors "$speed_perturb_factors" 2>&1 | tee exp/logs/stage2_speed_perturb.log
-    stamp mark "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors"
+    perturb() { py -m espnet_lalora.bin.speed_perturb --data "data/$train_set" --out "data/$train_sp" \
+      --factors "$speed_perturb_factors" 2>&1 | tee exp/logs/stage2_speed_perturb.log; }
+    once "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors" "data/$train_sp is complete" \
+      perturb || die "speed perturbation failed; see exp/logs/stage2_speed_perturb.log"
   fi
   stage_end 2
 fi
 
 if runs 3; then
   stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
+  format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" \
+      2>&1 | tee "exp/logs/stage3_format_$(basename "$2").log"; }
   for pair in "data/$train_dump:dump/raw/org/$train_dump" "data/$valid_set:dump/raw/org/$valid_set" \
       $(for t in $test_sets; do echo "$(data_path "$t"):dump/raw/$(dump_name "$t")"; done); do
     src=${pair%%:*}; dst=${pair#*:}
-    if stamp check "$dst/.done" "$src" "16k"; then
-      log "$dst is complete; skipping"; continue
-    fi
-    py -m espnet_lalora.bin.format_data --data "$src" --out "$dst" --nj "$nj" \
-      2>&1 | tee "exp/logs/stage3_format_$(basename "$dst").log"
-    stamp mark "$dst/.done" "$src" "16k"
+    once "$dst/.done" "$src" "16k" "$dst is complete" format "$src" "$dst" \
+      || die "formatting $src failed; see exp/logs/stage3_format_$(basename "$dst").log"
   done
   stage_end 3
 fi
 
 if runs 4; then
   stage_start 4 "filter training and validation data (${min_wav_duration}-${max_wav_duration} s, empty text)"
-  for set in "$train_dump" "$valid_set"; do
-    opts="$min_wav_duration $max_wav_duration $lang"
-    if stamp check "dump/raw/$set/.done" "dump/raw/org/$set" "$opts"; then
-      log "dump/raw/$set is complete; skipping"; continue
-    fi
-    py -m espnet_lalora.bin.filter_data --data "dump/raw/org/$set" --out "dump/raw/$set" \
+  filter() { py -m espnet_lalora.bin.filter_data --data "dump/raw/org/$1" --out "dump/raw/$1" \
       --min_sec "$min_wav_duration" --max_sec "$max_wav_duration" --lang "$lang" \
-      2>&1 | tee "exp/logs/stage4_filter_$set.log"
-    stamp mark "dump/raw/$set/.done" "dump/raw/org/$set" "$opts"
+      2>&1 | tee "exp/logs/stage4_filter_$1.log"; }
+  for set in "$train_dump" "$valid_set"; do
+    once "dump/raw/$set/.done" "dump/raw/org/$set" "$min_wav_duration $max_wav_duration $lang" \
+      "dump/raw/$set is complete" filter "$set" || die "filtering $set failed; see exp/logs/stage4_filter_$set.log"
   done
   stage_end 4
 fi
 
 if runs 5; then
   stage_start 5 "Whisper token list"
-  if stamp check "$token_list.done" "" "whisper_multilingual"; then
-    log "$token_list exists; skipping"
-  else
-    mkdir -p "$(dirname "$token_list")"
+  token_list_() {
+    mkdir -p "$(dirname "$token_list")" && \
     py -m espnet2.bin.whisper_export_vocabulary --whisper_model whisper_multilingual \
-      --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1
+      --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1 && \
     mv "$token_list.tmp" "$token_list"
-    stamp mark "$token_list.done" "" "whisper_multilingual"
-  fi
+  }
+  once "$token_list.done" "" "whisper_multilingual" "$token_list exists" token_list_ \
+    || die "the token list failed; see exp/logs/stage5_token_list.log"
   stage_end 5
 fi
 
-# ESPnet's asr_train options shared by stages 6 and 8: data, token type, the plugin's task.
+# ESPnet's asr_train options shared by stages 6-8: data, token type, the plugin's task.
 espnet_data_args() {
   echo --use_preprocessor true --token_type whisper_multilingual --bpemodel whisper_multilingual \
     --token_list "$token_list" --non_linguistic_symbols none --cleaner none --g2p none \
@@ -207,120 +214,103 @@ espnet_shape_args() {
 
 if runs 6; then
   stage_start 6 "shape statistics (ESPnet collect_stats)"
-  inputs="dump/raw/$train_dump dump/raw/$valid_set"
-  if stamp check "$stats_dir/.done" "$inputs" "$whisper_model"; then
-    log "$stats_dir is complete; skipping"
-  else
+  # shellcheck disable=SC2046
+  collect_stats() {
     rm -rf "$stats_dir"
-    # shellcheck disable=SC2046
-    py -m espnet_lalora.bin.asr_train --collect_stats true --config "$asr_config" \
+    py -m espnet_lalora.bin.asr_train --collect_stats true --config "$train_config" \
       --use_adapter false --ngpu 0 --num_workers 0 --output_dir "$stats_dir" \
       --train_shape_file "dump/raw/$train_dump/wav.scp" --valid_shape_file "dump/raw/$valid_set/wav.scp" \
-      $(espnet_data_args) > exp/logs/stage6_stats.log 2>&1 \
-      || die "collect_stats failed; see exp/logs/stage6_stats.log"
-    stamp mark "$stats_dir/.done" "$inputs" "$whisper_model"
-  fi
+      $(espnet_data_args) > exp/logs/stage6_stats.log 2>&1
+  }
+  once "$stats_dir/.done" "dump/raw/$train_dump dump/raw/$valid_set" "$whisper_model" "$stats_dir is complete" \
+    collect_stats || die "collect_stats failed; see exp/logs/stage6_stats.log"
   stage_end 6
 fi
 
-method=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --print_method 2>/dev/null || echo unknown)
-
-# la_lora: the selection stage 8 trains on (stage 7's, or --la_selection FILE).
-if [ -n "$la_selection" ]; then
-  [ -f "$la_selection" ] || die "--la_selection $la_selection: file not found"
-  [ "$method" = la_lora ] || die "--la_selection is for la_lora configs; $asr_config uses $method"
-  la_selection=$(cd "$(dirname "$la_selection")" && pwd)/$(basename "$la_selection")
+# A method with a stage 7 (the registry says which: check_config above) trains on its output:
+# stage 7's, or --prepared FILE made elsewhere.
+if [ -n "$prepared" ]; then
+  [ -f "$prepared" ] || die "--prepared $prepared: file not found"
+  [ "$prepare_output" != - ] || die "--prepared is for methods with a stage 7; $asr_config uses $train_method, which has none"
+  prepared=$(cd "$(dirname "$prepared")" && pwd)/$(basename "$prepared")
 fi
-selection_file=${la_selection:-$PWD/$asr_exp/la_selection.json}
+prepared_file=${prepared:-$PWD/$asr_exp/$prepare_output}
 
 if runs 7; then
-  stage_start 7 "LA selection (method: $method)"
-  if [ "$method" != la_lora ]; then
-    log "method $method has a fixed placement: nothing to select"
-  elif [ -n "$la_selection" ]; then
-    log "using the selection $la_selection (--la_selection): no pass"
+  stage_start 7 "the method's preparation pass (method: $train_method)"
+  if [ "$prepare_output" = - ]; then
+    log "method $train_method has a fixed placement: nothing to prepare"
+  elif [ -n "$prepared" ]; then
+    log "using $prepared (--prepared): no pass"
     # shellcheck disable=SC2046,SC2086
-    py -m espnet_lalora.bin.la_select --check "$la_selection" --config "$asr_config" \
+    py -m espnet_lalora.bin.prepare_method --check "$prepared" --config "$train_config" \
       $(espnet_data_args) $(espnet_shape_args) $train_args \
-      || die "--la_selection $la_selection does not fit this model (see above)"
+      || die "--prepared $prepared does not fit this model (see above)"
   else
-    inputs="$asr_config dump/raw/$train_dump $stats_dir/.done"
-    opts="$whisper_model $train_args $la_args $la_nproc"
-    if stamp check "$asr_exp/.la_selection.done" "$inputs" "$opts"; then
-      log "$asr_exp/la_selection.json is complete; skipping"
-    else
-      mkdir -p "$asr_exp"
-      nproc=${la_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
-      launcher=()
-      [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
-      # shellcheck disable=SC2046,SC2086
-      if ! py "${launcher[@]}" -m espnet_lalora.bin.la_select --out "$asr_exp/la_selection.json" \
-          --config "$asr_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) $train_args $la_args \
-          2>&1 | tee exp/logs/stage7_la_select_"$asr_tag".log; then
-        die "LA selection failed; see exp/logs/stage7_la_select_$asr_tag.log"
-      fi
-      stamp mark "$asr_exp/.la_selection.done" "$inputs" "$opts"
-    fi
+    nproc=${prepare_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
+    launcher=()
+    [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
+    prepare_log=exp/logs/stage7_prepare_$asr_tag.log
+    # shellcheck disable=SC2046,SC2086
+    prepare() {
+      mkdir -p "$asr_exp" && \
+      py "${launcher[@]}" -m espnet_lalora.bin.prepare_method --out "$asr_exp/$prepare_output" \
+        --config "$train_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) $train_args $prepare_args \
+        2>&1 | tee "$prepare_log"
+    }
+    once "$asr_exp/.prepare.done" "$train_config dump/raw/$train_dump $stats_dir/.done" \
+      "$whisper_model $train_args $prepare_args $nproc" "$asr_exp/$prepare_output is complete" prepare \
+      || die "stage 7 failed; see $prepare_log"
   fi
   stage_end 7
 fi
 
 if runs 8; then
-  stage_start 8 "training ($method, ESPnet trainer) into $asr_exp"
-  inputs="$asr_config dump/raw/$train_dump dump/raw/$valid_set $stats_dir/.done"
-  opts="$whisper_model $train_args"
-  la_train_args=()
-  if [ "$method" = la_lora ]; then
-    [ -f "$selection_file" ] || die "$selection_file is missing: run stage 7 first (or give --la_selection FILE)"
-    inputs+=" $selection_file"
-    la_train_args=(--adapter_conf "selection=$selection_file")
+  stage_start 8 "training ($train_method, ESPnet trainer) into $asr_exp"
+  inputs="$train_config dump/raw/$train_dump dump/raw/$valid_set $stats_dir/.done"
+  prepared_args=()
+  if [ "$prepare_output" != - ]; then
+    [ -f "$prepared_file" ] || die "$prepared_file is missing: run stage 7 first (or give --prepared FILE)"
+    inputs+=" $prepared_file"
+    prepared_args=(--adapter_conf "$prepare_key=$prepared_file")
   fi
-  if stamp check "$asr_exp/.train.done" "$inputs" "$opts"; then
-    log "$asr_exp is trained; skipping"
-  else
+  # shellcheck disable=SC2046,SC2086
+  train() {
     mkdir -p "$asr_exp"
-    [ -f "$asr_exp/checkpoint.pth" ] && log "resuming from $asr_exp/checkpoint.pth"
+    [ ! -f "$asr_exp/checkpoint.pth" ] || log "resuming from $asr_exp/checkpoint.pth"
     log "log: $asr_exp/train.log"
-    # shellcheck disable=SC2046,SC2086
-    py -m espnet_lalora.bin.asr_train --config "$asr_config" --output_dir "$asr_exp" \
+    py -m espnet_lalora.bin.asr_train --config "$train_config" --output_dir "$asr_exp" \
       --ngpu "$ngpu" --resume true $(espnet_shape_args) \
-      $(espnet_data_args) "${la_train_args[@]}" $train_args >> "$asr_exp/train.log" 2>&1 \
-      || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
+      $(espnet_data_args) "${prepared_args[@]}" $train_args >> "$asr_exp/train.log" 2>&1 || return 1
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
-    stamp mark "$asr_exp/.train.done" "$inputs" "$opts"
-  fi
+  }
+  once "$asr_exp/.train.done" "$inputs" "$whisper_model $train_args" "$asr_exp is trained" train \
+    || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
   stage_end 8
 fi
 
 if runs 9; then
   stage_start 9 "merge adapters into Whisper and export ($asr_exp/export)"
-  inputs="$asr_exp/$inference_asr_model $asr_exp/config.yaml"
-  if stamp check "$asr_exp/export/.done" "$inputs" ""; then
-    log "$asr_exp/export is complete; skipping"
-  else
-    py -m espnet_lalora.bin.export_model --asr_exp "$asr_exp" --checkpoint "$inference_asr_model" \
-      2>&1 | tee exp/logs/stage9_export_"$asr_tag".log
-    stamp mark "$asr_exp/export/.done" "$inputs" ""
-  fi
+  export_() { py -m espnet_lalora.bin.export_model --asr_exp "$asr_exp" --checkpoint "$inference_asr_model" \
+      2>&1 | tee exp/logs/stage9_export_"$asr_tag".log; }
+  once "$asr_exp/export/.done" "$asr_exp/$inference_asr_model $asr_exp/config.yaml" "" \
+    "$asr_exp/export is complete" export_ || die "export failed; see exp/logs/stage9_export_$asr_tag.log"
   stage_end 9
 fi
 
 # decode_model EXP CONFIG MODEL_FILE EXTRA_ARGS: every test set, per language (Whisper's language
 # token), nj jobs each, merged into EXP/decode_<inference_tag>/<test>/.
 decode_model() {
-  local exp=$1 config=$2 model_file=$3 extra=$4 t dir
+  local exp=$1 config=$2 model_file=$3 extra=$4 t dir inputs
   for t in $test_names; do
     dir=$exp/decode_${inference_tag}/$t
-    local inputs="dump/raw/$t $config $inference_config"
+    inputs="dump/raw/$t $config $inference_config"
     [ "$model_file" = none ] || inputs+=" $model_file"
-    if stamp check "$dir/.done" "$inputs" "$extra $lang"; then
-      log "$dir is complete; skipping"; continue
-    fi
-    py -m espnet_lalora.bin.decode_set --data "dump/raw/$t" --asr_train_config "$config" \
-      --asr_model_file "$model_file" --inference_config "$inference_config" --out "$dir" \
-      --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
+    once "$dir/.done" "$inputs" "$extra $lang" "$dir is complete" \
+      py -m espnet_lalora.bin.decode_set --data "dump/raw/$t" --asr_train_config "$config" \
+        --asr_model_file "$model_file" --inference_config "$inference_config" --out "$dir" \
+        --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
       || die "decoding failed; see $dir/logdir/"
-    stamp mark "$dir/.done" "$inputs" "$extra $lang"
   done
 }
 
@@ -328,13 +318,9 @@ if runs 10; then
   stage_start 10 "decoding: fine-tuned (merged) model$([ "$zero_shot" = true ] && echo ' and zero-shot Whisper')"
   decode_model "$asr_exp" "$asr_exp/export/merged/config.yaml" "$asr_exp/export/merged/model.pth" "$inference_args"
   if [ "$zero_shot" = true ]; then
-    py -m espnet_lalora.bin.make_zeroshot_config --asr_config "$asr_config" --token_list "$token_list" \
-      --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml.new" 2>/dev/null
-    if cmp -s "$zero_shot_exp/config.yaml.new" "$zero_shot_exp/config.yaml"; then
-      rm "$zero_shot_exp/config.yaml.new"
-    else
-      mv "$zero_shot_exp/config.yaml.new" "$zero_shot_exp/config.yaml"
-    fi
+    py -m espnet_lalora.bin.make_zeroshot_config --asr_config "$train_config" --token_list "$token_list" \
+      --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml" \
+      || die "the zero-shot config failed: python -m espnet_lalora.bin.make_zeroshot_config --asr_config $train_config ..."
     decode_model "$zero_shot_exp" "$zero_shot_exp/config.yaml" none "$inference_args $zero_shot_inference_args"
   fi
   stage_end 10
@@ -346,14 +332,10 @@ if runs 11; then
     for t in $test_names; do
       dir=$exp/decode_${inference_tag}/$t
       [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
-      inputs="dump/raw/$t/text dump/raw/$t/utt2lang $dir/text"
-      if stamp check "$dir/.score.done" "$inputs" "$lang"; then
-        log "$dir is scored; skipping"; continue
-      fi
-      py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
-        --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
+      once "$dir/.score.done" "dump/raw/$t/text dump/raw/$t/utt2lang $dir/text" "$lang" "$dir is scored" \
+        py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
+          --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
         || die "scoring $dir failed"
-      stamp mark "$dir/.score.done" "$inputs" "$lang"
     done
   done
   stage_end 11
@@ -362,20 +344,12 @@ fi
 if runs 12; then
   stage_start 12 "report: RESULTS.md"
   for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
-    inputs="$(echo "$exp"/decode_*/*/.score.done "$exp"/export/params.yaml)"
-    if stamp check "$exp/.report.done" "$inputs" ""; then
-      log "$exp/RESULTS.md is up to date; skipping"; continue
-    fi
-    py -m espnet_lalora.bin.make_report --exp "$exp" || die "report for $exp failed"
-    stamp mark "$exp/.report.done" "$inputs" ""
+    once "$exp/.report.done" "$(echo "$exp"/decode_*/*/.score.done "$exp"/export/params.yaml)" "" \
+      "$exp/RESULTS.md is up to date" py -m espnet_lalora.bin.make_report --exp "$exp" \
+      || die "report for $exp failed"
   done
-  inputs="$(echo exp/asr_*/.report.done)"
-  if stamp check exp/.summary.done "$inputs" ""; then
-    log "exp/RESULTS.md is up to date; skipping"
-  else
+  once exp/.summary.done "$(echo exp/asr_*/.report.done)" "" "exp/RESULTS.md is up to date" \
     py -m espnet_lalora.bin.make_report --summary exp || die "summary report failed"
-    stamp mark exp/.summary.done "$inputs" ""
-  fi
   log "results: $asr_exp/RESULTS.md and exp/RESULTS.md"
   stage_end 12
 fi

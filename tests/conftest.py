@@ -55,13 +55,19 @@ def token_list(tmp_path_factory):
 
 
 def build_espnet_model(config: Path, token_list: Path, *extra: str):
-    """An ESPnet ASR model from a config, as asr_train builds it (adapter included)."""
+    """An ESPnet ASR model from a config (its base_config composed), as asr_train builds it
+    (adapter included)."""
+    import tempfile
+
     from espnet2.layers.create_adapter import create_adapter
 
+    from espnet_lalora.config import load_config, write_config
     from espnet_lalora.espnet_plugin import ASRTask
 
+    composed = Path(tempfile.mkdtemp()) / "config.yaml"
+    write_config(load_config(config), composed)
     args = ASRTask.get_parser().parse_args([
-        "--config", str(config), "--token_list", str(token_list),
+        "--config", str(composed), "--token_list", str(token_list),
         "--token_type", "whisper_multilingual", "--bpemodel", "whisper_multilingual", *extra])
     model = ASRTask.build_model(args)
     if args.use_adapter:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def transcriber_for(token_list, pad):
-    from espnet_lalora.bin.whisper_inference import WhisperTranscriber
+    from espnet_lalora.transcriber import WhisperTranscriber
 
     model = build_espnet_model(ROOT / "conf" / "whisper_base.yaml", token_list, "--encoder_conf",
                                f"do_pad_trim={'true' if pad else 'false'}")
@@ -99,8 +99,8 @@ def test_repetition_guard_ends_a_loop():
 def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
     import copy
 
-    from espnet_lalora.bin.whisper_inference import WhisperTranscriber
-    from espnet_lalora.lora import LoRALinear, merge_lora
+    from espnet_lalora.transcriber import WhisperTranscriber
+    from espnet_lalora.methods.lora_layer import LoRALinear, merge_lora
 
     torch.manual_seed(0)
     model = build_espnet_model(ROOT / "conf" / "train_lora.yaml", token_list).eval()

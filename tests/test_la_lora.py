@@ -7,10 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_lalora.la_lora import (GradStats, SelectionError, budget_parameters, check_budget,
-                                   create_la_lora_adapter, load_selection, make_selection,
-                                   plot_selection, select, write_json)
-from espnet_lalora.lora import count_parameters, inject_lora, lora_modules
+from espnet_lalora.methods import get_method
+from espnet_lalora.methods.base import count_parameters
+from espnet_lalora.methods.la_lora import (GradStats, SelectionError, budget_parameters,
+                                           check_budget, load_selection, make_selection,
+                                           plot_selection, select, write_json)
+from espnet_lalora.methods.lora_layer import inject_lora, lora_modules
+
+
+def create_la_lora_adapter(model, **conf):
+    return get_method("la_lora").create_adapter(model, **conf)
 
 
 class Block(nn.Module):

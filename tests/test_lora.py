@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import build_espnet_model
 
-from espnet_lalora.lora import LoRALinear, merge_lora
-from espnet_lalora.methods import AdapterConfigError, create_lora_adapter
+from espnet_lalora.methods import AdapterConfigError, get_method
+from espnet_lalora.methods.lora_layer import LoRALinear, merge_lora
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,14 @@ def test_merged_model_gives_the_same_outputs(lora_model):
 
 
 def test_rank_zero_and_unknown_keys_are_refused():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(AdapterConfigError, match="adapter_conf.rank = 0"):
-        create_lora_adapter(torch.nn.Module(), rank=0)
+        get_method("lora").create_adapter(model, rank=0)
+    with pytest.raises(AdapterConfigError, match=r"unknown key\(s\) \['ranks'\] for 'lora'"):
+        get_method("lora").create_adapter(model, ranks=4)
+    with pytest.raises(AdapterConfigError, match="adapter_conf.alpha = 'big' .* expected"):
+        get_method("lora").create_adapter(model, alpha="big")
+    assert type(model[0]) is torch.nn.Linear  # refused before anything was changed
 
 
 def test_per_utterance_language_prompt(token_list):

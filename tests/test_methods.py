@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import build_espnet_model
 
-from espnet_lalora.lora import LoRALinear, merge_lora
-from espnet_lalora.methods import ADAPTERS, AdapterConfigError, check_adapter_conf
+from espnet_lalora.methods import AdapterConfigError, get_method
+from espnet_lalora.methods.lora_layer import LoRALinear, merge_lora
 from espnet_lalora.params import parameter_report, whisper_skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,10 +55,11 @@ def test_weightless_report_equals_the_real_models(models):
     """``param_report`` counts on a meta-device skeleton; the numbers are the real model's."""
     for method, model in models.items():
         skeleton = whisper_skeleton("base")
-        ADAPTERS[method](model=skeleton, **({"alpha": 2} if method == "r1_lora" else {}))
-        real, fake = parameter_report(model, method), parameter_report(skeleton, method)
+        get_method(method).create_adapter(skeleton, **({"alpha": 2} if method == "r1_lora" else {}))
+        real = parameter_report(model, get_method(method))
+        fake = parameter_report(skeleton, get_method(method))
         assert real == fake, method
-    assert parameter_report(models["vo_lora"], "vo_lora")["percent_of_raw_lora"] == \
+    assert parameter_report(models["vo_lora"], get_method("vo_lora"))["percent_of_raw_lora"] == \
         pytest.approx(100 * 12 / 44)
 
 
@@ -123,7 +124,7 @@ def test_lora_layer_equals_peft(whisper_base, path):
 
 def test_unknown_method_lists_the_known_ones(tmp_path):
     with pytest.raises(AdapterConfigError, match="unknown adapter 'vo-lora'; known methods: ") as e:
-        check_adapter_conf("vo-lora", {})
+        get_method("vo-lora")
     assert all(m in str(e.value) for m in ("lora", "aw_lora", "vo_lora", "r1_lora", "bitfit"))
     config = tmp_path / "bad.yaml"
     config.write_text((ROOT / "conf/train_lora.yaml").read_text().replace("adapter: lora",
@@ -143,12 +144,13 @@ def test_unknown_method_lists_the_known_ones(tmp_path):
 def test_bad_adapter_conf(method, conf, message):
     with pytest.raises(AdapterConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
-        check_adapter_conf(method, conf)
+        get_method(method).parse_config(conf)
 
 
 def test_a_target_that_matches_nothing_names_the_nearest_modules():
     with pytest.raises(AdapterConfigError) as error:
-        ADAPTERS["lora"](model=whisper_skeleton("base"), target_modules=["value", "qurey"])
+        get_method("lora").create_adapter(whisper_skeleton("base"),
+                                          target_modules=["value", "qurey"])
     message = str(error.value)
     assert "'qurey' matches no Linear layer" in message and "'query'" in message
 

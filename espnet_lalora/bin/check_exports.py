@@ -20,7 +20,7 @@ import soundfile
 
 
 def reference(export: Path, audio, langs):
-    from espnet_lalora.bin.whisper_inference import WhisperTranscriber, load_model
+    from espnet_lalora.transcriber import WhisperTranscriber, load_model
     from espnet_lalora.decoding import DecodeOptions
 
     model = load_model(export / "merged" / "config.yaml", export / "merged" / "model.pth", "cpu")

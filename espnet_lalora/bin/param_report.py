@@ -12,31 +12,30 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from espnet_lalora.methods import ADAPTERS, DEFAULT_RANK, AdapterConfigError
+from espnet_lalora.config import ConfigError, load_config
+from espnet_lalora.methods import AdapterConfigError, method_of
+from espnet_lalora.methods.lora import DEFAULT_RANK
 from espnet_lalora.params import WHISPER_DIMS, parameter_report, whisper_skeleton
 
 
 def report_for_config(path: Path, whisper_model=None, reference_rank=DEFAULT_RANK,
-                      la_selection=None) -> dict:
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                      prepared=None) -> dict:
+    """The report of one config on a weightless skeleton. A method with a stage 7 (LA-LoRA) is
+    counted from ``prepared`` (its stage-7 output) or else described by what is known before."""
+    config = load_config(path)
     name = whisper_model or (config.get("encoder_conf") or {}).get("whisper_model", "base")
     model = whisper_skeleton(name)
-    conf = dict(config.get("adapter_conf") or {})
-    method = config.get("adapter", "lora") if config.get("use_adapter") else "full"
-    if method == "la_lora" and la_selection:
-        conf["selection"] = str(la_selection)
-    if method == "la_lora" and "selection" not in conf:
-        # stage 7 chooses the modules: only the budget is known before it runs
-        budget = conf.get("budget", 0.1)
-        share = f"<= {100 * budget:.2f}" if budget <= 1 else f"<= {budget:,} parameters"
-        return {"config": str(path), "method": method, "whisper_model": name, "note": share}
-    if method != "full":
-        if method not in ADAPTERS:
-            raise AdapterConfigError(f"{path}: unknown adapter {method!r}; known methods: "
-                                     f"{', '.join(sorted(ADAPTERS))}")
-        ADAPTERS[method](model=model, **conf)
+    method, conf = method_of(config)
+    if method is not None and method.prepare_conf_key:
+        if prepared:
+            config["adapter_conf"] = dict(config.get("adapter_conf") or {},
+                                          **{method.prepare_conf_key: str(prepared)})
+            method, conf = method_of(config)
+        else:
+            return {"config": str(path), "method": method.name, "whisper_model": name,
+                    "note": method.prepare_note(conf)}
+    if method is not None:
+        method.inject(model, conf)
     report = parameter_report(model, method, reference_rank)
     report.update(config=str(path), whisper_model=name)
     return report
@@ -58,9 +57,9 @@ def markdown(reports) -> str:
     lines = ["| config | method | Whisper | trainable | % of raw LoRA | % of model "
              "| adapted modules | by type (per layer type) |", "|" + " --- |" * 8]
     for r in reports:
-        if "note" in r:  # la_lora before stage 7
+        if "note" in r:  # a method whose stage 7 has not run
             lines.append(f"| {Path(r['config']).name} | {r['method']} | {r['whisper_model']} | "
-                         f"chosen by stage 7 | {r['note']} | | | (--la_selection FILE) |")
+                         f"chosen by stage 7 | {r['note']} | | | (--prepared FILE) |")
             continue
         by_type = compact_types(r["adapted_by_type"])
         if r["trainable_bias_vectors"] and not r["adapted_modules"]:
@@ -81,8 +80,8 @@ def main(argv=None):
                         help="Whisper size (default: the config's encoder_conf.whisper_model)")
     parser.add_argument("--reference_rank", type=int, default=DEFAULT_RANK,
                         help="rank of the raw LoRA that shares are given against")
-    parser.add_argument("--la_selection", type=Path,
-                        help="la_lora: a stage-7 la_selection.json to count (else the budget)")
+    parser.add_argument("--prepared", "--la_selection", type=Path,
+                        help="a method's stage-7 output to count (LA-LoRA: la_selection.json)")
     args = parser.parse_args(argv)
     configs = args.asr_config or sorted(args.conf_dir.glob("train_*.yaml"))
     if not configs:
@@ -93,8 +92,8 @@ def main(argv=None):
             sys.exit(f"error: --asr_config {path}: file not found")
         try:
             reports.append(report_for_config(path, args.whisper_model, args.reference_rank,
-                                             args.la_selection))
-        except (AdapterConfigError, TypeError, ValueError) as e:  # SelectionError is a ValueError
+                                             args.prepared))
+        except (AdapterConfigError, ConfigError, ValueError) as e:
             sys.exit(f"error: {path}: {e}")
     print(markdown(reports))
 

@@ -6,7 +6,7 @@ short pass over the training batches (ESPnet's own iterator: what training sees)
 rule: a tensor's score is that sum averaged over its elements and divided by the number of samples;
 a module's importance is the mean of its A and B scores. The most important modules that fit the
 budget are kept (``la_selection.json``) and stage 8 trains fresh LoRA on them alone
-(``create_la_lora_adapter``).
+(``LALoRAMethod.inject``).
 
 Budget (``adapter_conf.budget``): a number in (0, 1] is a share of raw LoRA's trainable parameters
 (same rank, every candidate module; default 0.1); an integer > 1 is a parameter count.
@@ -18,6 +18,7 @@ i mod world size), and the sums and the sample count are summed over ranks (all_
 scores equal those of one process on the same batches.
 """
 
+import dataclasses
 import json
 import logging
 import re
@@ -27,8 +28,11 @@ from typing import Dict, Iterable, List, Optional, Union
 import torch
 from torch import nn
 
-from espnet_lalora.lora import (freeze_all_but, inject_lora, is_lora_parameter, log_trainable,
-                                lora_modules)
+from espnet_lalora.fileio import atomic_path
+from espnet_lalora.methods.base import AdapterConfigError, MethodConfig
+from espnet_lalora.methods.lora import (ALL_LINEARS, LoRAMethod, LoRAOptions, add_lora,
+                                        candidate_modules)
+from espnet_lalora.methods.lora_layer import is_lora_parameter, lora_modules
 
 DEFAULT_BUDGET = 0.1
 SELECT_BY = ("module", "layer")
@@ -38,7 +42,7 @@ DECODER_TYPES = ENCODER_TYPES[:4] + ["cross_attn.query", "cross_attn.key", "cros
 _NAME = re.compile(r"^(encoder|decoder)\..*\bblocks\.(\d+)\.(.+)$")
 
 
-class SelectionError(ValueError):
+class SelectionError(AdapterConfigError):
     pass
 
 
@@ -208,10 +212,8 @@ def make_selection(model: nn.Module, stats: GradStats, rank: int, budget=DEFAULT
 
 
 def write_json(obj: dict, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def load_selection(path: Union[str, Path], model: Optional[nn.Module] = None,
@@ -229,7 +231,6 @@ def load_selection(path: Union[str, Path], model: Optional[nn.Module] = None,
     if not chosen:
         raise SelectionError(f"LA selection {path}: no module chosen")
     if candidates is None and model is not None:
-        from espnet_lalora.methods import ALL_LINEARS, candidate_modules
         candidates = candidate_modules(model, ALL_LINEARS)
     if candidates is not None:
         missing = [n for n in chosen if n not in set(candidates)]
@@ -239,35 +240,6 @@ def load_selection(path: Union[str, Path], model: Optional[nn.Module] = None,
                 f"this model (e.g. {missing[0]}); it was made for another model (its "
                 f"whisper_model: {sel.get('whisper_model', '?')}). Run stage 7 for this model.")
     return sel
-
-
-# ---- stage 8: the ESPnet adapter
-def create_la_lora_adapter(model: nn.Module, rank: int = 8, alpha: Optional[float] = None,
-                           dropout_rate: float = 0.0, selection: Optional[str] = None,
-                           budget=DEFAULT_BUDGET, select_by: str = "module", la_steps: int = 8):
-    """Fresh LoRA on the modules of ``selection`` (stage 7's la_selection.json) alone, everything
-    else frozen. ``budget``, ``select_by`` and ``la_steps`` are stage 7's options."""
-    from espnet_lalora.methods import AdapterConfigError, _check_rank
-
-    _check_rank(rank, "la_lora")
-    check_budget(budget, select_by)
-    if selection is None:
-        raise AdapterConfigError(
-            "adapter_conf.selection is not set: la_lora trains the modules that stage 7 selects "
-            "(exp/<asr_exp>/la_selection.json); run the recipe from stage 7, or give "
-            "--adapter_conf selection=FILE")
-    sel = load_selection(selection, model)
-    inject_lora(model, {n: rank for n in sel["chosen"]},
-                alpha=float(alpha if alpha is not None else rank), dropout=dropout_rate)
-    trainable = freeze_all_but(model, is_lora_parameter)
-    logging.info(f"[espnet_lalora] la_lora: rank {rank} on {len(sel['chosen'])} of "
-                 f"{sel.get('num_candidates', '?')} Linear layers ({selection})")
-    if sel.get("chosen_params") not in (None, trainable):
-        logging.warning(f"[espnet_lalora] la_lora: {trainable:,} trainable parameters, the "
-                        f"selection says {sel['chosen_params']:,} (made at LoRA rank "
-                        f"{sel.get('lora_rank')}, trained at rank {rank})")
-    log_trainable(model, "la_lora")
-    return model
 
 
 # ---- the heat map
@@ -303,8 +275,157 @@ def plot_selection(sel: dict, path: Path, title: str = ""):
     fig.colorbar(im, ax=axes, label="log10 importance (mean of A and B scores)")
     fig.suptitle(title or (f"LA-LoRA importance; red: chosen ({sel['num_chosen']} modules, "
                            f"{100 * sel['share']:.1f}% of raw LoRA's parameters)"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    tmp.replace(path)
+
+
+# ---- the method: stage 7 runs the pass and writes the selection, stage 8 trains on it
+@dataclasses.dataclass
+class LALoRAConfig(LoRAOptions, MethodConfig):
+    budget: float = DEFAULT_BUDGET  # share of raw LoRA's parameters in (0, 1], or a count > 1
+    select_by: str = "module"  # module: each Linear on its own; layer: whole blocks
+    la_steps: int = 8  # batches in stage 7's pass
+    selection: Optional[str] = None  # stage 7's la_selection.json (the driver gives it)
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        check_budget(self.budget, self.select_by)
+        if self.la_steps < 1:
+            raise AdapterConfigError(f"adapter_conf.la_steps = {self.la_steps}: must be >= 1")
+
+
+class LALoRAMethod(LoRAMethod):
+    config_class = LALoRAConfig
+    prepare_output = "la_selection.json"
+    prepare_conf_key = "selection"
+
+    def __init__(self):
+        super().__init__("la_lora", ALL_LINEARS, "the modules that stage 7 selects, under a "
+                         "parameter budget")
+
+    def inject(self, model: nn.Module, config: LALoRAConfig) -> None:
+        """Fresh LoRA on the modules of ``config.selection`` alone, everything else frozen."""
+        if config.selection is None:
+            raise AdapterConfigError(
+                "adapter_conf.selection is not set: la_lora trains the modules that stage 7 "
+                "selects (exp/<asr_exp>/la_selection.json); run the recipe from stage 7, or "
+                "give --adapter_conf selection=FILE")
+        rank = self.rank_of(config)
+        sel = load_selection(config.selection, model)
+        add_lora(model, sel["chosen"], rank, config)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logging.info(f"[espnet_lalora] la_lora: rank {rank} on {len(sel['chosen'])} of "
+                     f"{sel.get('num_candidates', '?')} Linear layers ({config.selection})")
+        if sel.get("chosen_params") not in (None, trainable):
+            logging.warning(f"[espnet_lalora] la_lora: {trainable:,} trainable parameters, the "
+                            f"selection says {sel['chosen_params']:,} (made at LoRA rank "
+                            f"{sel.get('lora_rank')}, trained at rank {rank})")
+
+    def prepare_note(self, config: LALoRAConfig) -> str:
+        budget = config.budget
+        return f"<= {100 * budget:.2f}" if budget <= 1 else f"<= {budget:,} parameters"
+
+    def plots(self, exp_dir: Path) -> List[Path]:
+        png = exp_dir / Path(self.prepare_output).with_suffix(".png")
+        return [png] if png.is_file() else []
+
+    def check_prepared(self, path: Path, args) -> str:
+        model = build_model(args)
+        sel = load_selection(path, candidates=candidate_modules(model, ALL_LINEARS))
+        return (f"{path}: {len(sel['chosen'])} modules, all in this model (share "
+                f"{100 * sel.get('share', float('nan')):.2f}% of raw LoRA at rank "
+                f"{sel.get('lora_rank')})")
+
+    def prepare(self, args, argv: List[str], out: Path) -> None:
+        import argparse
+        import time
+
+        from espnet_lalora.progress import Progress
+
+        parser = argparse.ArgumentParser(prog="la_lora stage 7")
+        parser.add_argument("--steps", type=int, default=None,
+                            help="batches in the pass (default: adapter_conf.la_steps)")
+        steps = parser.parse_args(argv).steps
+        t0 = time.monotonic()
+        config = self.parse_config(
+            {k: v for k, v in (args.adapter_conf or {}).items() if k != "selection"})
+        rank = self.rank_of(config)
+        steps = steps or config.la_steps
+        if steps < 1:
+            raise SelectionError(f"--steps {steps}: must be >= 1")
+        model = build_model(args)
+        names = candidate_modules(model, ALL_LINEARS)
+        # A budget too small for one module fails now, not after the pass.
+        sizes = {n: lora_size(model.get_submodule(n), rank) for n in names}
+        select(dict.fromkeys(names, 0.0), sizes,
+               budget_parameters(config.budget, sum(sizes.values())), config.select_by)
+        add_lora(model, names, rank, config)
+        rank_id, world = init_distributed(args.ngpu)
+        device = f"cuda:{torch.cuda.current_device()}" if args.ngpu > 0 else "cpu"
+        model.to(device)
+        batches = train_batches(args)
+        if steps > len(batches):
+            logging.warning(f"la_lora stage 7: the epoch has {len(batches)} batches; the pass "
+                            "uses all of them")
+            steps = len(batches)
+        mine = len(range(rank_id, steps, world))
+        progress = (Progress(mine, "LA selection pass", unit="batch", every=2.0)
+                    if rank_id == 0 else None)
+        t1 = time.monotonic()
+        stats = run_pass(model, batches, steps, device, progress, rank_id, world)
+        pass_s = time.monotonic() - t1
+        if rank_id != 0:
+            return
+        sel = make_selection(model, stats, rank, config.budget, config.select_by, seed=args.seed,
+                             world_size=world,
+                             whisper_model=args.encoder_conf.get("whisper_model"),
+                             batch_size=args.batch_size, pass_seconds=round(pass_s, 2),
+                             total_seconds=round(time.monotonic() - t0, 2),
+                             train_data=[p[0] for p in args.train_data_path_and_name_and_type])
+        write_json(sel, out)
+        plot_selection(sel, out.with_suffix(".png"))
+        logging.info(
+            f"la_lora stage 7: {stats.steps} batches, {stats.samples} utterances in {pass_s:.1f} s"
+            f" (all: {time.monotonic() - t0:.1f} s); chose {sel['num_chosen']} of "
+            f"{sel['num_candidates']} modules, {sel['chosen_params']:,} parameters = "
+            f"{100 * sel['share']:.2f}% of raw LoRA (budget {config.budget}); wrote {out} and "
+            f"{out.with_suffix('.png')}")
+
+
+def build_model(args) -> nn.Module:
+    """The base model as asr_train builds it for stage 8 (same seed), without the adapter."""
+    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+
+    from espnet2.tasks.asr import ASRTask  # the plugin's subclass builds the same model
+
+    set_all_random_seed(args.seed)
+    return ASRTask.build_model(args)
+
+
+def train_batches(args, epoch: int = 1):
+    """ESPnet's training iterator for ``epoch``, as its trainer builds it (one process)."""
+    from espnet2.train.distributed_utils import DistributedOption
+
+    from espnet2.tasks.asr import ASRTask
+
+    factory = ASRTask.build_iter_factory(args, DistributedOption(distributed=False), mode="train")
+    return factory.build_iter(epoch)
+
+
+def init_distributed(ngpu: int):
+    """(rank, world size) under torchrun (WORLD_SIZE > 1: gloo on CPU, nccl on GPUs), else (0, 1)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group(backend="nccl" if ngpu > 0 else "gloo")
+    if ngpu > 0:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank(), dist.get_world_size()
+
+
+METHODS = [LALoRAMethod()]

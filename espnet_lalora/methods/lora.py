@@ -1,55 +1,33 @@
-"""The adapter methods by name, as ESPnet adapter functions: ``create_adapter_fn(model, **conf)``.
+"""LoRA placements: raw LoRA (Hu et al. 2021), the LA-LoRA paper's hand-made AW-, VO- and R1-LoRA
+(Han et al., ISCSLP 2024), and QV-LoRA (Hu et al.'s own default, query and value).
 
+Each is a choice of modules and rank for the one ``LoRALinear``; everything else is frozen.
 Module names in ESPnet's Whisper model: ``encoder.encoders.blocks.{i}.attn.{query,key,value,out}``,
 ``...mlp.{0,2}`` and ``decoder.decoders.blocks.{i}.{attn,cross_attn}.{query,key,value,out}``,
 ``...mlp.{0,2}``. A target matches by name suffix, as in ESPnet (``query`` also matches
 ``cross_attn.query``); only Linear layers inside Whisper blocks are candidates.
-
-Every LoRA method is a placement (which modules, which rank) of the one ``LoRALinear``; BitFit
-trains the bias vectors instead. Whatever the method, everything else is frozen.
 """
 
+import dataclasses
 import difflib
-import functools
-import inspect
 import logging
-from typing import Dict, List, NamedTuple, Optional
+from typing import List, Optional
 
 from torch import nn
 
-from espnet_lalora.lora import (freeze_all_but, inject_lora, is_lora_parameter, log_trainable,
-                                matching_linears)
+from espnet_lalora.methods.base import AdapterConfigError, Method, MethodConfig, freeze_all_but
+from espnet_lalora.methods.lora_layer import (LoRALinear, inject_lora, is_lora_parameter,
+                                              lora_modules, matching_linears, merge_lora)
 
 ALL_LINEARS = ["query", "key", "value", "out", "mlp.0", "mlp.2"]
-DEFAULT_RANK = 8
+DEFAULT_RANK = 8  # the one default rank (raw LoRA's, and the reference of "% of raw LoRA")
 
 
-class Placement(NamedTuple):
-    targets: List[str]
-    fixed_rank: Optional[int]  # None: adapter_conf.rank (default 8)
-    where: str
-
-
-# The LA-LoRA paper's hand-made placements (Han et al., ISCSLP 2024) and raw LoRA.
-PLACEMENTS: Dict[str, Placement] = {
-    "lora": Placement(ALL_LINEARS, None, "every Linear of every block (attention and MLP)"),
-    "aw_lora": Placement(["query", "key", "value", "out"], None,
-                         "attention projections (self and cross), MLPs frozen"),
-    "vo_lora": Placement(["value", "out"], None, "value and out of every attention"),
-    "r1_lora": Placement(ALL_LINEARS, 1, "every Linear of every block, rank 1"),
-}
-
-
-class AdapterConfigError(ValueError):
-    pass
-
-
-def _check_rank(rank, method):
+def check_rank(rank, method: str, fixed: Optional[int] = None):
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise AdapterConfigError(
             f"adapter_conf.rank = {rank!r} for adapter {method!r}: the rank must be an integer "
             ">= 1 (e.g. rank: 8)")
-    fixed = PLACEMENTS[method].fixed_rank if method in PLACEMENTS else None
     if fixed is not None and rank != fixed:
         raise AdapterConfigError(
             f"adapter_conf.rank = {rank} for adapter {method!r}, which is rank {fixed} by "
@@ -74,62 +52,81 @@ def candidate_modules(model: nn.Module, target_modules: List[str]) -> List[str]:
             if any(n == t or n.endswith("." + t) for t in target_modules)]
 
 
-def create_lora_adapter(model: nn.Module, rank: Optional[int] = None,
-                        alpha: Optional[float] = None, dropout_rate: float = 0.0,
-                        target_modules: Optional[List[str]] = None, bias_type: str = "none",
-                        method: str = "lora"):
-    """LoRA on ``target_modules`` (default: the method's placement), everything else frozen.
+@dataclasses.dataclass
+class LoRAOptions:
+    """The options every LoRA method shares (ESPnet's own ``lora`` keys)."""
 
-    Accepts ESPnet's own ``lora`` adapter_conf keys (rank, alpha, dropout_rate, target_modules,
-    bias_type); ``bias_type`` other than "none" is not supported. ``alpha`` defaults to the rank
-    (scaling 1).
-    """
-    placement = PLACEMENTS[method]
-    rank = (placement.fixed_rank or DEFAULT_RANK) if rank is None else rank
-    _check_rank(rank, method)
-    if bias_type != "none":
-        raise AdapterConfigError(f"adapter_conf.bias_type = {bias_type!r}: only 'none' is "
-                                 "supported (train biases with the bitfit method instead)")
-    names = candidate_modules(model, list(target_modules or placement.targets))
-    inject_lora(model, {n: rank for n in names}, alpha=float(alpha if alpha is not None else rank),
-                dropout=dropout_rate)
+    rank: Optional[int] = None  # None: the method's rank (DEFAULT_RANK, R1-LoRA 1)
+    alpha: Optional[float] = None  # None: the rank (scaling alpha / r = 1)
+    dropout_rate: float = 0.0
+
+    def validate(self, method: str) -> None:
+        if self.rank is not None:
+            check_rank(self.rank, method)
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise AdapterConfigError(f"adapter_conf.dropout_rate = {self.dropout_rate} for "
+                                     f"adapter {method!r}: must be in [0, 1)")
+
+
+@dataclasses.dataclass
+class LoRAConfig(LoRAOptions, MethodConfig):
+    target_modules: Optional[List[str]] = None  # None: the method's placement
+    bias_type: str = "none"
+
+    def validate(self, method: str) -> None:
+        super().validate(method)
+        if self.bias_type != "none":
+            raise AdapterConfigError(f"adapter_conf.bias_type = {self.bias_type!r}: only 'none' "
+                                     "is supported (train biases with the bitfit method instead)")
+
+
+class LoRAMethod(Method):
+    """LoRA on a fixed set of module types at one rank: the placement is data."""
+
+    config_class = LoRAConfig
+
+    def __init__(self, name: str, targets: List[str], description: str,
+                 fixed_rank: Optional[int] = None):
+        self.name, self.targets, self.description = name, targets, description
+        self.fixed_rank = fixed_rank
+
+    def rank_of(self, config) -> int:
+        return config.rank if config.rank is not None else (self.fixed_rank or DEFAULT_RANK)
+
+    def parse_config(self, conf):
+        config = super().parse_config(conf)
+        check_rank(self.rank_of(config), self.name, self.fixed_rank)
+        return config
+
+    def inject(self, model: nn.Module, config: LoRAConfig) -> None:
+        rank = self.rank_of(config)
+        names = candidate_modules(model, list(config.target_modules or self.targets))
+        add_lora(model, names, rank, config)
+        logging.info(f"[espnet_lalora] {self.name}: rank {rank} on {len(names)} Linear layers")
+
+    def merge(self, model: nn.Module) -> int:
+        return merge_lora(model)
+
+    def adapter_parameter(self, name: str) -> bool:
+        return is_lora_parameter(name)
+
+    def adapted_modules(self, model: nn.Module):
+        return {n: m.rank for n, m in lora_modules(model).items()}
+
+
+def add_lora(model: nn.Module, names: List[str], rank: int, options: LoRAOptions):
+    """Fresh LoRA of ``rank`` on ``names``, everything else frozen; alpha defaults to the rank."""
+    alpha = float(options.alpha if options.alpha is not None else rank)
+    inject_lora(model, {n: rank for n in names}, alpha=alpha, dropout=options.dropout_rate)
     freeze_all_but(model, is_lora_parameter)
-    logging.info(f"[espnet_lalora] {method}: rank {rank} on {len(names)} Linear layers")
-    log_trainable(model, method)
-    return model
 
 
-def is_bias(name: str) -> bool:
-    return name.endswith(".bias")
+METHODS = [
+    LoRAMethod("lora", ALL_LINEARS, "every Linear of every block (attention and MLP)"),
+    LoRAMethod("aw_lora", ["query", "key", "value", "out"],
+               "attention projections (self and cross), MLPs frozen"),
+    LoRAMethod("vo_lora", ["value", "out"], "value and out of every attention"),
+    LoRAMethod("r1_lora", ALL_LINEARS, "every Linear of every block, rank 1", fixed_rank=1),
+]
 
-
-def create_bitfit_adapter(model: nn.Module, method: str = "bitfit"):
-    """BitFit (Ben Zaken et al., ACL 2022): train every bias vector of the model (convolutions,
-    Linear and LayerNorm), nothing else. No new parameters: the model is its own merged export."""
-    if not any(is_bias(n) for n, _ in model.named_parameters()):
-        raise AdapterConfigError("bitfit: the model has no bias parameter")
-    freeze_all_but(model, is_bias)
-    log_trainable(model, method)
-    return model
-
-
-ADAPTERS = {name: functools.partial(create_lora_adapter, method=name) for name in PLACEMENTS}
-ADAPTERS["bitfit"] = create_bitfit_adapter
-# LA-LoRA: the modules that stage 7 selects (espnet_lalora/la_lora.py imports this module)
-from espnet_lalora.la_lora import create_la_lora_adapter  # noqa: E402
-
-ADAPTERS["la_lora"] = create_la_lora_adapter
-
-
-def check_adapter_conf(method: str, conf: dict):
-    """Validate ``adapter_conf`` for ``method`` without building a model."""
-    if method not in ADAPTERS:
-        raise AdapterConfigError(f"unknown adapter {method!r}; known methods: "
-                                 f"{', '.join(sorted(ADAPTERS))}")
-    accepted = set(inspect.signature(ADAPTERS[method]).parameters) - {"model", "method"}
-    unknown = sorted(set(conf) - accepted)
-    if unknown:
-        raise AdapterConfigError(f"adapter_conf has unknown key(s) {unknown} for {method!r}; "
-                                 f"accepted: {sorted(accepted) or 'none'}")
-    if "rank" in conf:
-        _check_rank(conf["rank"], method)
+__all__ = ["ALL_LINEARS", "DEFAULT_RANK", "LoRALinear", "LoRAMethod", "METHODS"]

@@ -1,11 +1,10 @@
-"""One LoRA layer for every placement, and the code that puts it into a model.
+"""The one LoRA layer of every LoRA placement, and the code that puts it into a model.
 
 ``LoRALinear`` keeps loralib's parameter names (``lora_A``: r x in, ``lora_B``: out x r, scaling
 alpha / r), so ESPnet's ``adapter_only`` save strategy and checkpoints of ESPnet's own LoRA work
 with it. A placement (raw, AW, VO, R1, LA) is only a choice of modules and ranks.
 """
 
-import logging
 import math
 from typing import Dict, Iterable, List, Optional
 
@@ -148,16 +147,6 @@ def lora_modules(model: nn.Module) -> Dict[str, LoRALinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
-def freeze_all_but(model: nn.Module, is_trainable) -> int:
-    """Freeze every parameter for which ``is_trainable(name)`` is false; return the trainable
-    count. PEFT freezes the base model; ESPnet's own LoRA did not (espnet #5734)."""
-    trainable = 0
-    for name, param in model.named_parameters():
-        param.requires_grad = bool(is_trainable(name))
-        trainable += param.numel() if param.requires_grad else 0
-    return trainable
-
-
 def is_lora_parameter(name: str) -> bool:
     return name.endswith(".lora_A") or name.endswith(".lora_B")
 
@@ -171,15 +160,3 @@ def merge_lora(model: nn.Module) -> int:
     for name, module in modules.items():
         _set_submodule(model, name, module.to_plain_linear())
     return len(modules)
-
-
-def count_parameters(model: nn.Module):
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total
-
-
-def log_trainable(model: nn.Module, method: str):
-    trainable, total = count_parameters(model)
-    logging.info(f"[espnet_lalora] {method}: trainable parameters {trainable:,} of {total:,} "
-                 f"({100.0 * trainable / total:.4f}%)")
