@@ -1,20 +1,21 @@
 """The methods, one module each, and the one registry that the driver, the exports, the
 parameter report, the config check and ESPnet's adapter table ask.
 
-A method module defines a :class:`~espnet_lalora.methods.base.Method` subclass (its config
-schema and hooks) and lists its instances in ``METHODS``; import it and add it to ``MODULES``.
-See docs/adding_a_method.md.
+A method module in this folder defines a :class:`~espnet_lalora.methods.base.Method` subclass
+(its config schema and hooks) and lists its instances in ``METHODS``; it is found here by that
+name, nothing else to edit. See docs/adding_a_method.md.
 """
 
+import importlib
+import pkgutil
 from typing import Dict, Optional, Tuple
 
-from espnet_lalora.methods import bitfit, la_lora, lora
 from espnet_lalora.methods.base import AdapterConfigError, Method, MethodConfig
 
-MODULES = (lora, la_lora, bitfit)
 REGISTRY: Dict[str, Method] = {}
-for _module in MODULES:
-    for _method in _module.METHODS:
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    for _method in getattr(_module, "METHODS", []):
         assert _method.name not in REGISTRY, f"two methods named {_method.name}"
         REGISTRY[_method.name] = _method
 
