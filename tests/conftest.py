@@ -73,3 +73,14 @@ def build_espnet_model(config: Path, token_list: Path, *extra: str):
     if args.use_adapter:
         create_adapter(model, args.adapter, args.adapter_conf)
     return model
+
+
+def config_copy(name: str, path: Path, old: str = "", new: str = "") -> Path:
+    """``conf/<name>`` written to ``path`` with ``old`` replaced by ``new``; its base_config
+    points back at conf/, so the copy composes like the original."""
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    text = (conf / name).read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in conf/{name}"
+    text = text.replace(old, new).replace("base_config: ", f"base_config: {conf}/")
+    path.write_text(text, encoding="utf-8")
+    return path

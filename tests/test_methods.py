@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_espnet_model
+from conftest import build_espnet_model, config_copy
 
 from espnet_lalora.methods import AdapterConfigError, get_method
 from espnet_lalora.methods.lora_layer import LoRALinear, merge_lora
@@ -22,7 +22,7 @@ RAW = 44 * 512 * 8 * 6  # raw LoRA, rank 8, Whisper base: 44 d r per encoder+dec
 def models(token_list):
     """Each method's model, built from its config in conf/ as ESPnet's asr_train builds it."""
     return {m: build_espnet_model(ROOT / "conf" / f"train_{m}.yaml", token_list)
-            for m in ("lora", "aw_lora", "vo_lora", "r1_lora", "bitfit")}
+            for m in ("lora", "aw_lora", "vo_lora", "qv_lora", "r1_lora", "bitfit")}
 
 
 def trainable(model):
@@ -34,10 +34,12 @@ def test_exact_shares_of_raw_lora(models):
     assert counts["lora"] == RAW == 1_081_344
     assert counts["aw_lora"] * 44 == RAW * 24  # attention only: 24/44
     assert counts["vo_lora"] * 44 == RAW * 12  # value and out: 12/44 = 27.27%
+    assert counts["qv_lora"] * 44 == RAW * 12  # query and value: as many
     assert counts["r1_lora"] * 8 == RAW  # rank 1: 1/r
     adapted = {m: sum(isinstance(x, LoRALinear) for x in model.modules())
                for m, model in models.items()}
-    assert adapted == {"lora": 96, "aw_lora": 72, "vo_lora": 36, "r1_lora": 96, "bitfit": 0}
+    assert adapted == {"lora": 96, "aw_lora": 72, "vo_lora": 36, "qv_lora": 36, "r1_lora": 96,
+                       "bitfit": 0}
 
 
 def test_everything_but_the_adapter_is_frozen(models):
@@ -49,6 +51,9 @@ def test_everything_but_the_adapter_is_frozen(models):
             assert all(n.endswith((".lora_A", ".lora_B")) for n in names), method
     vo = trainable(models["vo_lora"])
     assert all(".value." in n or ".out." in n for n in vo)
+    qv = trainable(models["qv_lora"])
+    assert all(".query." in n or ".value." in n for n in qv)
+    assert any(".cross_attn.query." in n for n in qv) and any(".attn.value." in n for n in qv)
 
 
 def test_weightless_report_equals_the_real_models(models):
@@ -127,8 +132,7 @@ def test_unknown_method_lists_the_known_ones(tmp_path):
         get_method("vo-lora")
     assert all(m in str(e.value) for m in ("lora", "aw_lora", "vo_lora", "r1_lora", "bitfit"))
     config = tmp_path / "bad.yaml"
-    config.write_text((ROOT / "conf/train_lora.yaml").read_text().replace("adapter: lora",
-                                                                          "adapter: vo-lora"))
+    config_copy("train_lora.yaml", config, "adapter: lora", "adapter: vo-lora")
     out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.check_config",
                           "--asr_config", str(config)], capture_output=True, text=True)
     assert out.returncode != 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import config_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "egs2/mini_multi/asr1"
@@ -54,7 +55,7 @@ def test_bad_options_fail_before_any_stage(recipe, args, message):
 
 def test_rank_zero_is_refused_before_training(recipe, tmp_path):
     config = tmp_path / "rank0.yaml"
-    config.write_text((ROOT / "conf" / "train_lora.yaml").read_text().replace("rank: 8", "rank: 0"))
+    config_copy("train_lora.yaml", config, "rank: 8", "rank: 0")
     result = run(recipe, "--asr_config", str(config), "--stage", "8")
     assert result.returncode != 0 and "adapter_conf.rank = 0" in result.stderr
 
@@ -229,10 +230,8 @@ LA = ["--asr_config", "conf/train_la_lora.yaml", "--la_args", "--steps 3",
 
 
 def la_config(tmp_path, budget):
-    config = tmp_path / "la.yaml"
-    config.write_text((ROOT / "conf" / "train_la_lora.yaml").read_text()
-                      .replace("budget: 0.1 ", f"budget: {budget} "))
-    return str(config)
+    return str(config_copy("train_la_lora.yaml", tmp_path / "la.yaml", "budget: 0.1 ",
+                           f"budget: {budget} "))
 
 
 def test_la_lora_selects_then_trains_only_the_chosen_modules(recipe):
