@@ -92,19 +92,58 @@ if [ -z "$python" ]; then
   python=${LALORA_PYTHON:-$lalora_root/.venv/bin/python}
 fi
 [ -x "$python" ] || command -v "$python" >/dev/null || die "no Python at $python; run: bash $lalora_root/tools/install.sh"
-py() { "$python" "$@"; }
+# Every Python the driver starts: the run's lock (fd 9) is not passed on, so a stray child can
+# never keep the recipe folder locked.
+py() { "$python" "$@" 9>&-; }
 export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::FutureWarning}
 
+# Names become folders under data/, dump/ and exp/: letters, digits and . _ + - only.
+check_name() {
+  [[ $2 =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ && $2 != *..* ]] \
+    || die "--$1 '$2': must be a plain name (letters, digits, '.', '_', '+', '-'; no '/', no '..', not empty): it names folders under data/, dump/ and exp/"
+}
 [ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml)
+check_name asr_tag "$asr_tag"
+check_name train_set "$train_set"
+check_name valid_set "$valid_set"
+[ -n "${test_sets// /}" ] || die "--test_sets is empty: give at least one test set"
+for t in $test_sets; do check_name "test_sets (the folder name of $t)" "$(basename "$t")"; done
+
+# split_args NAME: the words of option --NAME as a shell would split them (quotes and
+# backslashes honoured: --train_args "--init_param '/my models/x.pth'"), into the array
+# NAME_words; nothing is executed or expanded.
+split_args() {
+  local words
+  words=$("$python" -c 'import shlex, sys
+try:
+    print("\0".join(shlex.split(sys.argv[1])), end="")
+except ValueError as e:
+    sys.exit(f"{e}")' "${!1}" 9>&-) || die "--$1 '${!1}': cannot be split into words (unbalanced quotes?)"
+  mapfile -d '' -t "${1}_words" < <(printf '%s' "$words")
+}
+for name in train_args prepare_args local_data_opts; do split_args "$name"; done
+if [ "$lang" != multi ]; then
+  py -c 'import sys; from espnet_lalora.whisper_langs import check_language as c; c(sys.argv[1], "--lang")' \
+    "$lang" 2>/dev/null || die "--lang $lang: not a Whisper language code (e.g. ja, ko, en), nor multi (read utt2lang)"
+fi
+
+# One run at a time in a recipe folder: a second one would write the same files.
+mkdir -p exp
+exec 9> exp/.lock
+flock -n 9 || die "another run is using this recipe folder ($(cat exp/.lock.owner 2>/dev/null || echo 'pid unknown')); wait for it to end, or run in a copy of the recipe"
+echo "pid $$ on $(hostname), started $(date '+%Y-%m-%d %H:%M:%S')" > exp/.lock.owner
+
 asr_exp=exp/asr_${asr_tag}
 # The config is checked once, composed (its base_config resolved) into the one file that ESPnet
 # reads, and asked for its method; the registry says whether the method has a stage 7.
 train_config=$asr_exp/asr_config.yaml
-train_method=unknown prepare_output=- prepare_key=-
+train_method=unknown prepare_output=- prepare_key=- whisper_id=$whisper_model
 if uses_model; then
   info=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --compose_to "$train_config" \
     --print_info) || exit 1
   read -r train_method prepare_output prepare_key <<< "$info"
+  # the weights by content: stages 6-10 are redone when they change under the same name
+  whisper_id=$(py -m espnet_lalora.bin.stamp whisper-id "$whisper_model") || exit 1
 fi
 zero_shot_exp=exp/asr_zero_shot_whisper_${whisper_model}
 stats_dir=exp/asr_stats_raw_whisper_multilingual
@@ -119,17 +158,21 @@ dump_name() { basename "$1"; }
 test_names=""
 for t in $test_sets; do test_names+=" $(dump_name "$t")"; done
 
-# once STAMP "INPUTS" "OPTIONS" "SKIP MESSAGE" COMMAND...: skip COMMAND when STAMP holds the
-# fingerprint of INPUTS (files, folders) and OPTIONS; otherwise remove the stamp (a killed run
-# never leaves an old stamp over half-rewritten outputs), run COMMAND, and stamp on success.
+# once STAMP "OPTIONS" "SKIP MESSAGE" INPUT... -- COMMAND...: skip COMMAND when STAMP holds the
+# fingerprint of OPTIONS and the INPUTs (files, folders, listed:WAV_SCP); otherwise remove the
+# stamp first (a killed run never leaves an old stamp over half-rewritten outputs), run COMMAND,
+# and stamp on success.
 once() {
-  local stamp_file=$1 inputs=$2 opts=$3 skip_message=$4; shift 4
-  if py -m espnet_lalora.bin.stamp check "$stamp_file" "$inputs" "$opts"; then
+  local stamp_file=$1 opts=$2 skip_message=$3 inputs=()
+  shift 3
+  while [ "$1" != -- ]; do inputs+=("$1"); shift; done
+  shift
+  if py -m espnet_lalora.bin.stamp check "$stamp_file" "$opts" "${inputs[@]}"; then
     log "$skip_message; skipping"; return 0
   fi
   rm -f "$stamp_file"
   "$@" || return 1
-  py -m espnet_lalora.bin.stamp mark "$stamp_file" "$inputs" "$opts"
+  py -m espnet_lalora.bin.stamp mark "$stamp_file" "$opts" "${inputs[@]}"
 }
 stage_start() { stage_t0=$(date +%s); log "Stage $1: $2"; }
 stage_end() { log "Stage $1 done in $(( $(date +%s) - stage_t0 )) s"; }
@@ -137,10 +180,13 @@ mkdir -p exp/logs
 
 if runs 1; then
   stage_start 1 "data preparation (local/data.sh)"
-  # shellcheck disable=SC2086
-  prepare_data() { PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" $local_data_opts 2>&1 | tee exp/logs/stage1_data.log; }
-  once data/.stage1.done "local/data.sh" "$corpus_dir $local_data_opts" "data dirs already prepared (data/.stage1.done)" \
-    prepare_data || die "data preparation failed; see exp/logs/stage1_data.log"
+  prepare_data() {
+    PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" "${local_data_opts_words[@]}" 9>&- \
+      2>&1 | tee exp/logs/stage1_data.log
+  }
+  # local/: the recipe's data script and what it reads (the synthesis script, sentence lists)
+  once data/.stage1.done "$corpus_dir ${local_data_opts_words[*]}" "data dirs already prepared (data/.stage1.done)" \
+    local -- prepare_data || die "data preparation failed; see exp/logs/stage1_data.log"
   stage_end 1
 fi
 
@@ -151,8 +197,9 @@ if runs 2; then
   else
     perturb() { py -m espnet_lalora.bin.speed_perturb --data "data/$train_set" --out "data/$train_sp" \
       --factors "$speed_perturb_factors" 2>&1 | tee exp/logs/stage2_speed_perturb.log; }
-    once "data/$train_sp/.done" "data/$train_set" "$speed_perturb_factors" "data/$train_sp is complete" \
-      perturb || die "speed perturbation failed; see exp/logs/stage2_speed_perturb.log"
+    once "data/$train_sp/.done" "$speed_perturb_factors" "data/$train_sp is complete" \
+      "data/$train_set" "listed:data/$train_set/wav.scp" -- perturb \
+      || die "speed perturbation failed; see exp/logs/stage2_speed_perturb.log"
   fi
   stage_end 2
 fi
@@ -161,10 +208,11 @@ if runs 3; then
   stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
   format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" \
       2>&1 | tee "exp/logs/stage3_format_$(basename "$2").log"; }
-  for pair in "data/$train_dump:dump/raw/org/$train_dump" "data/$valid_set:dump/raw/org/$valid_set" \
-      $(for t in $test_sets; do echo "$(data_path "$t"):dump/raw/$(dump_name "$t")"; done); do
-    src=${pair%%:*}; dst=${pair#*:}
-    once "$dst/.done" "$src" "16k" "$dst is complete" format "$src" "$dst" \
+  pairs=("data/$train_dump" "dump/raw/org/$train_dump" "data/$valid_set" "dump/raw/org/$valid_set")
+  for t in $test_sets; do pairs+=("$(data_path "$t")" "dump/raw/$(dump_name "$t")"); done
+  for (( i = 0; i < ${#pairs[@]}; i += 2 )); do
+    src=${pairs[i]} dst=${pairs[i+1]}
+    once "$dst/.done" "16k" "$dst is complete" "$src" "listed:$src/wav.scp" -- format "$src" "$dst" \
       || die "formatting $src failed; see exp/logs/stage3_format_$(basename "$dst").log"
   done
   stage_end 3
@@ -176,26 +224,27 @@ if runs 4; then
       --min_sec "$min_wav_duration" --max_sec "$max_wav_duration" --lang "$lang" \
       2>&1 | tee "exp/logs/stage4_filter_$1.log"; }
   for set in "$train_dump" "$valid_set"; do
-    once "dump/raw/$set/.done" "dump/raw/org/$set" "$min_wav_duration $max_wav_duration $lang" \
-      "dump/raw/$set is complete" filter "$set" || die "filtering $set failed; see exp/logs/stage4_filter_$set.log"
+    once "dump/raw/$set/.done" "$min_wav_duration $max_wav_duration $lang" "dump/raw/$set is complete" \
+      "dump/raw/org/$set" -- filter "$set" || die "filtering $set failed; see exp/logs/stage4_filter_$set.log"
   done
   stage_end 4
 fi
 
 if runs 5; then
   stage_start 5 "Whisper token list"
-  token_list_() {
-    mkdir -p "$(dirname "$token_list")" && \
-    py -m espnet2.bin.whisper_export_vocabulary --whisper_model whisper_multilingual \
-      --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1 && \
-    mv "$token_list.tmp" "$token_list"
+  make_token_list() {
+    mkdir -p "$(dirname "$token_list")" \
+      && py -m espnet2.bin.whisper_export_vocabulary --whisper_model whisper_multilingual \
+        --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1 \
+      && mv "$token_list.tmp" "$token_list"
   }
-  once "$token_list.done" "" "whisper_multilingual" "$token_list exists" token_list_ \
+  once "$token_list.done" "whisper_multilingual" "$token_list exists" -- make_token_list \
     || die "the token list failed; see exp/logs/stage5_token_list.log"
   stage_end 5
 fi
 
-# ESPnet's asr_train options shared by stages 6-8: data, token type, the plugin's task.
+# ESPnet's asr_train options shared by stages 6-8: data, token type, the plugin's task. (All
+# paths here are plain names under the recipe folder, checked above: safe to split on spaces.)
 espnet_data_args() {
   echo --use_preprocessor true --token_type whisper_multilingual --bpemodel whisper_multilingual \
     --token_list "$token_list" --non_linguistic_symbols none --cleaner none --g2p none \
@@ -222,8 +271,9 @@ if runs 6; then
       --train_shape_file "dump/raw/$train_dump/wav.scp" --valid_shape_file "dump/raw/$valid_set/wav.scp" \
       $(espnet_data_args) > exp/logs/stage6_stats.log 2>&1
   }
-  once "$stats_dir/.done" "dump/raw/$train_dump dump/raw/$valid_set" "$whisper_model" "$stats_dir is complete" \
-    collect_stats || die "collect_stats failed; see exp/logs/stage6_stats.log"
+  once "$stats_dir/.done" "$whisper_id" "$stats_dir is complete" \
+    "dump/raw/$train_dump" "dump/raw/$valid_set" -- collect_stats \
+    || die "collect_stats failed; see exp/logs/stage6_stats.log"
   stage_end 6
 fi
 
@@ -234,7 +284,7 @@ if [ -n "$prepared" ]; then
   [ "$prepare_output" != - ] || die "--prepared is for methods with a stage 7; $asr_config uses $train_method, which has none"
   prepared=$(cd "$(dirname "$prepared")" && pwd)/$(basename "$prepared")
 fi
-prepared_file=${prepared:-$PWD/$asr_exp/$prepare_output}
+prepared_file=${prepared:-$asr_exp/$prepare_output}
 
 if runs 7; then
   stage_start 7 "the method's preparation pass (method: $train_method)"
@@ -242,59 +292,89 @@ if runs 7; then
     log "method $train_method has a fixed placement: nothing to prepare"
   elif [ -n "$prepared" ]; then
     log "using $prepared (--prepared): no pass"
-    # shellcheck disable=SC2046,SC2086
+    # shellcheck disable=SC2046
     py -m espnet_lalora.bin.prepare_method --check "$prepared" --config "$train_config" \
-      $(espnet_data_args) $(espnet_shape_args) $train_args \
+      $(espnet_data_args) $(espnet_shape_args) "${train_args_words[@]}" \
       || die "--prepared $prepared does not fit this model (see above)"
   else
     nproc=${prepare_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
     launcher=()
     [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
     prepare_log=exp/logs/stage7_prepare_$asr_tag.log
-    # shellcheck disable=SC2046,SC2086
+    # shellcheck disable=SC2046
     prepare() {
-      mkdir -p "$asr_exp" && \
-      py "${launcher[@]}" -m espnet_lalora.bin.prepare_method --out "$asr_exp/$prepare_output" \
-        --config "$train_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) $train_args $prepare_args \
-        2>&1 | tee "$prepare_log"
+      mkdir -p "$asr_exp" \
+        && py "${launcher[@]}" -m espnet_lalora.bin.prepare_method --out "$asr_exp/$prepare_output" \
+          --config "$train_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) \
+          "${train_args_words[@]}" "${prepare_args_words[@]}" 2>&1 | tee "$prepare_log"
     }
-    once "$asr_exp/.prepare.done" "$train_config dump/raw/$train_dump $stats_dir/.done" \
-      "$whisper_model $train_args $prepare_args $nproc" "$asr_exp/$prepare_output is complete" prepare \
-      || die "stage 7 failed; see $prepare_log"
+    once "$asr_exp/.prepare.done" "$whisper_id ${train_args_words[*]} ${prepare_args_words[*]} $nproc" \
+      "$asr_exp/$prepare_output is complete" "$train_config" "dump/raw/$train_dump" "$stats_dir/.done" \
+      -- prepare || die "stage 7 failed; see $prepare_log"
   fi
   stage_end 7
 fi
 
+# Stage 8 resumes only an interrupted run of the same inputs. When the inputs changed (data,
+# config, --train_args, weights), the earlier training outputs are moved aside and it trains
+# from scratch: ESPnet would otherwise resume the old finished run and train nothing.
+move_aside_training() {
+  local aside f
+  aside=exp/superseded/$(basename "$asr_exp")_$(date +%Y%m%d-%H%M%S)
+  log "the inputs of $asr_exp changed since it was trained: its training outputs go to $aside; training from scratch"
+  mkdir -p "$aside"
+  for f in "$asr_exp"/* "$asr_exp"/.[!.]*; do
+    [ -e "$f" ] || continue
+    case "$(basename "$f")" in
+      asr_config.yaml|"$prepare_output"|"${prepare_output%.*}.png"|.prepare.done|.train.started) ;;
+      *) mv "$f" "$aside/" ;;
+    esac
+  done
+}
+
 if runs 8; then
   stage_start 8 "training ($train_method, ESPnet trainer) into $asr_exp"
-  inputs="$train_config dump/raw/$train_dump dump/raw/$valid_set $stats_dir/.done"
+  train_inputs=("$train_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done")
   prepared_args=()
   if [ "$prepare_output" != - ]; then
     [ -f "$prepared_file" ] || die "$prepared_file is missing: run stage 7 first (or give --prepared FILE)"
-    inputs+=" $prepared_file"
+    train_inputs+=("$prepared_file")
     prepared_args=(--adapter_conf "$prepare_key=$prepared_file")
   fi
-  # shellcheck disable=SC2046,SC2086
+  train_opts="$whisper_id ${train_args_words[*]}"
+  # shellcheck disable=SC2046
   train() {
+    local fingerprint
+    fingerprint=$(py -m espnet_lalora.bin.stamp print "$train_opts" "${train_inputs[@]}") || return 1
     mkdir -p "$asr_exp"
-    [ ! -f "$asr_exp/checkpoint.pth" ] || log "resuming from $asr_exp/checkpoint.pth"
+    if [ -f "$asr_exp/checkpoint.pth" ] || [ -f "$asr_exp/train.log" ]; then
+      if [ "$(cat "$asr_exp/.train.started" 2>/dev/null)" = "$fingerprint" ]; then
+        log "resuming the interrupted run (same inputs) from $asr_exp/checkpoint.pth"
+      else
+        move_aside_training
+      fi
+    fi
+    echo "$fingerprint" > "$asr_exp/.train.started"
     log "log: $asr_exp/train.log"
     py -m espnet_lalora.bin.asr_train --config "$train_config" --output_dir "$asr_exp" \
       --ngpu "$ngpu" --resume true $(espnet_shape_args) \
-      $(espnet_data_args) "${prepared_args[@]}" $train_args >> "$asr_exp/train.log" 2>&1 || return 1
+      $(espnet_data_args) "${prepared_args[@]}" "${train_args_words[@]}" >> "$asr_exp/train.log" 2>&1 \
+      || return 1
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
+    log "trained $(ls "$asr_exp"/*epoch.pth 2>/dev/null | wc -l) epoch(s) in total; $(grep -c 'epoch results:' "$asr_exp/train.log" || true) in this run"
   }
-  once "$asr_exp/.train.done" "$inputs" "$whisper_model $train_args" "$asr_exp is trained" train \
+  once "$asr_exp/.train.done" "$train_opts" "$asr_exp is trained" "${train_inputs[@]}" -- train \
     || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
   stage_end 8
 fi
 
 if runs 9; then
   stage_start 9 "merge adapters into Whisper and export ($asr_exp/export)"
-  export_() { py -m espnet_lalora.bin.export_model --asr_exp "$asr_exp" --checkpoint "$inference_asr_model" \
+  export_model() { py -m espnet_lalora.bin.export_model --asr_exp "$asr_exp" --checkpoint "$inference_asr_model" \
       2>&1 | tee exp/logs/stage9_export_"$asr_tag".log; }
-  once "$asr_exp/export/.done" "$asr_exp/$inference_asr_model $asr_exp/config.yaml" "" \
-    "$asr_exp/export is complete" export_ || die "export failed; see exp/logs/stage9_export_$asr_tag.log"
+  once "$asr_exp/export/.done" "$whisper_id" "$asr_exp/export is complete" \
+    "$asr_exp/$inference_asr_model" "$asr_exp/config.yaml" -- export_model \
+    || die "export failed; see exp/logs/stage9_export_$asr_tag.log"
   stage_end 9
 fi
 
@@ -304,9 +384,9 @@ decode_model() {
   local exp=$1 config=$2 model_file=$3 extra=$4 t dir inputs
   for t in $test_names; do
     dir=$exp/decode_${inference_tag}/$t
-    inputs="dump/raw/$t $config $inference_config"
-    [ "$model_file" = none ] || inputs+=" $model_file"
-    once "$dir/.done" "$inputs" "$extra $lang" "$dir is complete" \
+    inputs=("dump/raw/$t" "$config" "$inference_config")
+    [ "$model_file" = none ] || inputs+=("$model_file")
+    once "$dir/.done" "$whisper_id $extra $lang" "$dir is complete" "${inputs[@]}" -- \
       py -m espnet_lalora.bin.decode_set --data "dump/raw/$t" --asr_train_config "$config" \
         --asr_model_file "$model_file" --inference_config "$inference_config" --out "$dir" \
         --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
@@ -320,7 +400,7 @@ if runs 10; then
   if [ "$zero_shot" = true ]; then
     py -m espnet_lalora.bin.make_zeroshot_config --asr_config "$train_config" --token_list "$token_list" \
       --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml" \
-      || die "the zero-shot config failed: python -m espnet_lalora.bin.make_zeroshot_config --asr_config $train_config ..."
+      || die "the zero-shot config failed (python -m espnet_lalora.bin.make_zeroshot_config --asr_config $train_config)"
     decode_model "$zero_shot_exp" "$zero_shot_exp/config.yaml" none "$inference_args $zero_shot_inference_args"
   fi
   stage_end 10
@@ -332,7 +412,7 @@ if runs 11; then
     for t in $test_names; do
       dir=$exp/decode_${inference_tag}/$t
       [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
-      once "$dir/.score.done" "dump/raw/$t/text dump/raw/$t/utt2lang $dir/text" "$lang" "$dir is scored" \
+      once "$dir/.score.done" "$lang" "$dir is scored" "dump/raw/$t/text" "dump/raw/$t/utt2lang" "$dir/text" -- \
         py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
           --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
         || die "scoring $dir failed"
@@ -344,11 +424,11 @@ fi
 if runs 12; then
   stage_start 12 "report: RESULTS.md"
   for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
-    once "$exp/.report.done" "$(echo "$exp"/decode_*/*/.score.done "$exp"/export/params.yaml)" "" \
-      "$exp/RESULTS.md is up to date" py -m espnet_lalora.bin.make_report --exp "$exp" \
-      || die "report for $exp failed"
+    once "$exp/.report.done" "" "$exp/RESULTS.md is up to date" \
+      "$exp"/decode_*/*/.score.done "$exp/export/params.yaml" -- \
+      py -m espnet_lalora.bin.make_report --exp "$exp" || die "report for $exp failed"
   done
-  once exp/.summary.done "$(echo exp/asr_*/.report.done)" "" "exp/RESULTS.md is up to date" \
+  once exp/.summary.done "" "exp/RESULTS.md is up to date" exp/asr_*/.report.done -- \
     py -m espnet_lalora.bin.make_report --summary exp || die "summary report failed"
   log "results: $asr_exp/RESULTS.md and exp/RESULTS.md"
   stage_end 12

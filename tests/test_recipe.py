@@ -44,13 +44,19 @@ def run(recipe, *args, timeout=900):
     (["--nj"], "option --nj needs a value"),
     (["--zero_shot", "maybe"], "--zero_shot must be true or false"),
     (["--method", "vo-lora"], "--method vo-lora: no conf/train_vo-lora.yaml; known: aw_lora bitfit"),
+    (["--asr_tag", "../../../../elsewhere"], "--asr_tag '../../../../elsewhere': must be a plain name"),
+    (["--train_set", ""], "--train_set '': must be a plain name"),
+    (["--valid_set", "dev/../../x"], "--valid_set 'dev/../../x': must be a plain name"),
+    (["--test_sets", "test data/.."], "(the folder name of data/..) '..': must be a plain name"),
+    (["--train_args", "--max_epoch '1"], "--train_args '--max_epoch '1': cannot be split into words"),
+    (["--lang", "jp"], "--lang jp: not a Whisper language code"),
 ])
 def test_bad_options_fail_before_any_stage(recipe, args, message):
     result = run(recipe, *args)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Stage" not in result.stderr
-    assert not (recipe / "data").exists()
+    assert not (recipe / "data").exists() and not (recipe / "exp").exists()
 
 
 def test_rank_zero_is_refused_before_training(recipe, tmp_path):
@@ -98,6 +104,57 @@ def test_default_recipe_end_to_end(recipe):
     again = run(recipe, *args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("skipping") >= 8
+
+
+def test_quoted_options_split_like_a_shell(recipe):
+    """``--local_data_opts`` with quotes gives the words the end-to-end run gave (stage 1 sees
+    the same options and skips); unbalanced quotes are refused (test_bad_options...)."""
+    quoted = "--langs 'ja,ko' --train_per_lang \"6\" --dev_per_lang 2 --test_per_lang 2"
+    result = run(recipe, "--stage", "1", "--stop_stage", "1", "--local_data_opts", quoted)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "data dirs already prepared (data/.stage1.done); skipping" in result.stderr
+
+
+def test_a_second_run_in_the_same_folder_is_refused(recipe):
+    import fcntl
+
+    with open(recipe / "exp" / ".lock", "w") as held:  # as a running driver holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run(recipe, "--stage", "5", "--stop_stage", "5")
+    assert refused.returncode != 0 and "Stage" not in refused.stderr
+    assert "another run is using this recipe folder" in refused.stderr
+    allowed = run(recipe, "--stage", "5", "--stop_stage", "5")  # released: runs
+    assert allowed.returncode == 0 and "Stage 5 done" in allowed.stderr
+
+
+def test_a_changed_audio_file_is_formatted_again(recipe):
+    """Stage 3's fingerprint covers the audio files that wav.scp lists, not only wav.scp."""
+    wav_scp = (recipe / "data" / "test" / "wav.scp").read_text().splitlines()
+    audio = Path(wav_scp[0].split(maxsplit=1)[1])
+    st = audio.stat()
+    os.utime(audio, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # re-recorded
+    result = run(recipe, "--stage", "3", "--stop_stage", "3", "--nj", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "dump/raw/test is complete; skipping" not in result.stderr
+    assert "dump/raw/org/train is complete; skipping" in result.stderr
+
+
+def test_a_failed_rerun_leaves_no_old_stamp(recipe):
+    """The stamp goes before the stage starts: a re-run with new options that fails leaves the
+    stage not done, and the next run does it again."""
+    score = recipe / "exp" / "asr_train_lora" / "decode_decode" / "test"
+    args = ["--stage", "11", "--stop_stage", "11", "--zero_shot", "false"]
+    assert run(recipe, *args).returncode == 0 and (score / ".score.done").exists()
+    reference = recipe / "dump" / "raw" / "test" / "text"
+    good = reference.read_bytes()
+    reference.write_bytes(b"\xff" + good)  # not UTF-8: scoring fails on the changed input
+    failed = run(recipe, *args)
+    assert failed.returncode != 0 and "not valid UTF-8" in failed.stderr
+    assert not (score / ".score.done").exists()
+    reference.write_bytes(good)
+    again = run(recipe, *args)
+    assert again.returncode == 0 and "is scored; skipping" not in again.stderr
+    assert (score / ".score.done").exists()
     assert "Stage 8 done in 0 s" in again.stderr or "is trained; skipping" in again.stderr
 
     # The merged model is an ordinary ESPnet model: stock asr_inference, no plugin code.
@@ -218,10 +275,30 @@ def test_killed_training_resumes_from_its_checkpoint(recipe):
     assert (exp / "checkpoint.pth").exists() and not (exp / ".train.done").exists()
     resumed = run(recipe, *args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stderr
+    assert "resuming the interrupted run (same inputs)" in resumed.stderr
     log = (exp / "train.log").read_text(errors="replace")
     assert "The training was resumed using" in log
     assert (exp / "2epoch.pth").exists()
+
+
+def test_changed_inputs_train_again_from_scratch(recipe):
+    """After a finished run, a changed learning rate under the same experiment name: the old
+    run is moved aside (said in the log), every epoch is trained again, the model differs."""
+    import torch
+
+    exp = recipe / "exp" / "asr_train_lora"
+    before = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
+    args = ["--stage", "8", "--stop_stage", "8", "--train_args",
+            "--max_epoch 2 --batch_size 4 --num_workers 0 --optim_conf lr=0.003"]
+    result = run(recipe, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "changed since it was trained" in result.stderr
+    assert "trained 2 epoch(s) in total; 2 in this run" in result.stderr
+    aside = list((recipe / "exp" / "superseded").glob("asr_train_lora_*"))
+    assert len(aside) == 1 and (aside[0] / "2epoch.pth").exists()
+    after = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
+    assert before.keys() == after.keys()
+    assert max((before[k] - after[k]).abs().max().item() for k in before) > 1e-4
 
 
 # ---- LA-LoRA: stages 7-9 on the tiny data that the end-to-end test built (it runs first).
@@ -281,7 +358,7 @@ def test_la_bad_selection_and_budgets_are_refused(recipe, tmp_path):
     assert "Stage 8" not in bad.stderr and (exp / "la_selection.json").read_bytes() == before
 
     reuse = run(recipe, "--stage", "7", "--stop_stage", "7", "--asr_tag", "la_reuse",
-                "--la_selection", str(exp / "la_selection.json"), *LA)
+                "--prepared", str(exp / "la_selection.json"), *LA)
     assert reuse.returncode == 0 and "all in this model" in reuse.stderr, reuse.stderr[-2000:]
 
     for budget, message in (("0", "must be above 0"), ("1.5", "above 100%")):

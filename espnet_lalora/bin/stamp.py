@@ -1,20 +1,34 @@
-"""``stamp check|mark STAMP "INPUTS" "OPTIONS"``: the driver's completion stamps
-(see :mod:`espnet_lalora.stamp`). ``check`` exits 0 when the stamp matches, 1 otherwise."""
+"""The driver's completion stamps (see :mod:`espnet_lalora.stamp`):
+
+    python -m espnet_lalora.bin.stamp check STAMP OPTIONS [INPUT...]   exit 0 when complete
+    python -m espnet_lalora.bin.stamp mark STAMP OPTIONS [INPUT...]
+    python -m espnet_lalora.bin.stamp print OPTIONS [INPUT...]         the fingerprint
+    python -m espnet_lalora.bin.stamp whisper-id NAME                  the weights, by content
+"""
 
 import sys
 
-from espnet_lalora.stamp import fingerprint, is_done, mark_done
+from espnet_lalora.stamp import fingerprint, is_done, mark_done, whisper_checkpoint_id
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 4 or argv[0] not in ("check", "mark"):
-        sys.exit("usage: python -m espnet_lalora.bin.stamp check|mark STAMP 'INPUTS' 'OPTIONS'")
-    action, stamp, inputs, options = argv
-    value = fingerprint(inputs.split(), options)
-    if action == "check":
-        sys.exit(0 if is_done(stamp, value) else 1)
-    mark_done(stamp, value, inputs=inputs, options=options)
+    action = argv[0] if argv else ""
+    if action in ("check", "mark") and len(argv) >= 3:
+        stamp, options, inputs = argv[1], argv[2], argv[3:]
+        value = fingerprint(inputs, options)
+        if action == "check":
+            sys.exit(0 if is_done(stamp, value) else 1)
+        mark_done(stamp, value, inputs=inputs, options=options)
+    elif action == "print" and len(argv) >= 2:
+        print(fingerprint(argv[2:], argv[1]))
+    elif action == "whisper-id" and len(argv) == 2:
+        try:
+            print(whisper_checkpoint_id(argv[1]))
+        except FileNotFoundError as e:
+            sys.exit(f"error: {e}")
+    else:
+        sys.exit(__doc__)
 
 
 if __name__ == "__main__":
