@@ -98,3 +98,19 @@ def zero_shot_config(asr_config, token_list, whisper_model=None) -> dict:
         config["encoder_conf"]["whisper_model"] = whisper_model
         config["decoder_conf"]["whisper_model"] = whisper_model
     return config
+
+
+def parse_asr_train_args(argv):
+    """(asr_train's parsed options, the words it does not know), its ``--config`` composed
+    first: what stage 7 and stage 8 build their model and batches from."""
+    import tempfile
+
+    from espnet2.tasks.asr import ASRTask
+
+    argv = list(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--config" and composes(argv[i + 1]):
+                write_config(load_config(argv[i + 1]), Path(tmp) / "config.yaml")
+                argv[i + 1] = str(Path(tmp) / "config.yaml")
+        return ASRTask.get_parser().parse_known_args(argv)

@@ -285,6 +285,9 @@ if [ -n "$prepared" ]; then
   prepared=$(cd "$(dirname "$prepared")" && pwd)/$(basename "$prepared")
 fi
 prepared_file=${prepared:-$asr_exp/$prepare_output}
+# stage 7's pass runs in stage 8's process when both run here on one process (fold_prepare)
+fold_prepare=false
+prepare_inputs=("$train_config" "dump/raw/$train_dump" "$stats_dir/.done")
 
 if runs 7; then
   stage_start 7 "the method's preparation pass (method: $train_method)"
@@ -298,6 +301,7 @@ if runs 7; then
       || die "--prepared $prepared does not fit this model (see above)"
   else
     nproc=${prepare_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
+    prepare_opts="$whisper_id ${train_args_words[*]} ${prepare_args_words[*]} $nproc"
     launcher=()
     [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
     prepare_log=exp/logs/stage7_prepare_$asr_tag.log
@@ -308,9 +312,17 @@ if runs 7; then
           --config "$train_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) \
           "${train_args_words[@]}" "${prepare_args_words[@]}" 2>&1 | tee "$prepare_log"
     }
-    once "$asr_exp/.prepare.done" "$whisper_id ${train_args_words[*]} ${prepare_args_words[*]} $nproc" \
-      "$asr_exp/$prepare_output is complete" "$train_config" "dump/raw/$train_dump" "$stats_dir/.done" \
-      -- prepare || die "stage 7 failed; see $prepare_log"
+    if runs 8 && [ "$nproc" -le 1 ] \
+        && ! py -m espnet_lalora.bin.stamp check "$asr_exp/.prepare.done" "$prepare_opts" "${prepare_inputs[@]}"; then
+      # One process for the pass and the training: the imports, the model and the batches'
+      # start-up are paid once (a separate stage 7 spent more on start-up than on the pass).
+      fold_prepare=true
+      rm -f "$asr_exp/.prepare.done"
+      log "the pass runs at the start of stage 8, in its process; it writes $asr_exp/$prepare_output (log: $asr_exp/train.log)"
+    else
+      once "$asr_exp/.prepare.done" "$prepare_opts" "$asr_exp/$prepare_output is complete" \
+        "${prepare_inputs[@]}" -- prepare || die "stage 7 failed; see $prepare_log"
+    fi
   fi
   stage_end 7
 fi
@@ -336,9 +348,13 @@ if runs 8; then
   stage_start 8 "training ($train_method, ESPnet trainer) into $asr_exp"
   train_inputs=("$train_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done")
   prepared_args=()
-  if [ "$prepare_output" != - ]; then
+  if $fold_prepare; then
+    train_inputs+=("$prepared_file")
+    prepared_args=(--prepare_out "$prepared_file" --prepare_args "$prepare_args")
+  elif [ "$prepare_output" != - ]; then
     [ -f "$prepared_file" ] || die "$prepared_file is missing: run stage 7 first (or give --prepared FILE)"
     train_inputs+=("$prepared_file")
+    case "$prepared_file" in /*) ;; *) prepared_file=$PWD/$prepared_file ;; esac
     prepared_args=(--adapter_conf "$prepare_key=$prepared_file")
   fi
   train_opts="$whisper_id ${train_args_words[*]}"
@@ -365,6 +381,10 @@ if runs 8; then
   }
   once "$asr_exp/.train.done" "$train_opts" "$asr_exp is trained" "${train_inputs[@]}" -- train \
     || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
+  if $fold_prepare; then
+    grep "stage 7:" "$asr_exp/train.log" | tail -1 >&2 || true
+    py -m espnet_lalora.bin.stamp mark "$asr_exp/.prepare.done" "$prepare_opts" "${prepare_inputs[@]}"
+  fi
   stage_end 8
 fi
 

@@ -19,23 +19,8 @@ from espnet_lalora.quiet import quiet_espnet_imports
 
 quiet_espnet_imports()
 
-from espnet_lalora.config import ConfigError, composes, load_config, write_config  # noqa: E402
+from espnet_lalora.config import ConfigError, parse_asr_train_args  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
-
-
-def parse_espnet_args(argv):
-    """(asr_train's options, the rest) with a composed ``--config``."""
-    import tempfile
-
-    from espnet_lalora.espnet_plugin import ASRTask
-
-    argv = list(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, arg in enumerate(argv[:-1]):
-            if arg == "--config" and composes(argv[i + 1]):
-                write_config(load_config(argv[i + 1]), Path(tmp) / "config.yaml")
-                argv[i + 1] = str(Path(tmp) / "config.yaml")
-        return ASRTask.get_parser().parse_known_args(argv)
 
 
 def main(argv=None):
@@ -50,7 +35,7 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args, method_argv = parse_espnet_args(rest)
+        args, method_argv = parse_asr_train_args(rest)
         if not args.use_adapter:
             raise AdapterConfigError("the config trains without an adapter: no stage 7")
         method = get_method(args.adapter)
