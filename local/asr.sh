@@ -114,12 +114,15 @@ for t in $test_sets; do check_name "test_sets (the folder name of $t)" "$(basena
 # NAME_words; nothing is executed or expanded.
 split_args() {
   local words
-  words=$("$python" -c 'import shlex, sys
+  words=$(mktemp)
+  "$python" -c 'import shlex, sys
 try:
-    print("\0".join(shlex.split(sys.argv[1])), end="")
+    sys.stdout.write("".join(w + "\0" for w in shlex.split(sys.argv[1])))
 except ValueError as e:
-    sys.exit(f"{e}")' "${!1}" 9>&-) || die "--$1 '${!1}': cannot be split into words (unbalanced quotes?)"
-  mapfile -d '' -t "${1}_words" < <(printf '%s' "$words")
+    sys.exit(f"{e}")' "${!1}" > "$words" 9>&- \
+    || { rm -f "$words"; die "--$1 '${!1}': cannot be split into words (unbalanced quotes?)"; }
+  mapfile -d '' -t "${1}_words" < "$words"
+  rm -f "$words"
 }
 for name in train_args prepare_args local_data_opts; do split_args "$name"; done
 if [ "$lang" != multi ]; then

@@ -1,0 +1,85 @@
+"""Kill the default recipe (tiny data) once inside each of stages 1-12 in turn, re-run, and get
+the RESULTS of an uninterrupted run. About twice the end-to-end test's time (two full runs plus
+the killed stages done again), so on demand:
+
+    LALORA_KILL_TEST=1 bash tools/test.sh -k kill_every_stage
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = "egs2/mini_multi/asr1"
+ARGS = ["--local_data_opts", "--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2",
+        "--nj", "1", "--train_args", "--max_epoch 2 --batch_size 4 --num_workers 0",
+        "--inference_args", "--maxlenratio 0.3 --repetition_guard 0",
+        "--zero_shot_inference_args", "--maxlenratio 0.02"]
+
+pytestmark = pytest.mark.skipif(not os.environ.get("LALORA_KILL_TEST"),
+                                reason="on demand (LALORA_KILL_TEST=1): two full recipe runs")
+
+
+def fresh_recipe(root: Path) -> Path:
+    for shared in ("local", "conf"):
+        (root / shared).symlink_to(ROOT / shared)
+    shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
+    return root / RECIPE
+
+
+def command():
+    return ["./run.sh", "--python", sys.executable, *ARGS]
+
+
+def results(recipe: Path) -> dict:
+    """The table rows of every RESULTS.md (what a user compares), by file."""
+    return {str(p.relative_to(recipe)): [line for line in p.read_text().splitlines()
+                                         if line.startswith("|")]
+            for p in sorted((recipe / "exp").rglob("RESULTS.md"))}
+
+
+def run_killed_in(recipe: Path, stage: int, delay: float) -> str:
+    """Start the recipe, SIGKILL its process group ``delay`` s after 'Stage N:' is logged."""
+    log = recipe / f"kill{stage}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command(), cwd=recipe, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        seen = None
+        while proc.poll() is None:
+            text = log.read_text(errors="replace")
+            if seen is None and f"Stage {stage}:" in text:
+                seen = time.monotonic()
+            if seen is not None and time.monotonic() - seen >= delay:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        proc.wait()
+    text = log.read_text(errors="replace")
+    assert f"Stage {stage}:" in text, text[-2000:]
+    return "inside" if f"Stage {stage} done" not in text else "after it ended"
+
+
+def test_kill_every_stage_then_rerun_gives_the_same_results(tmp_path):
+    reference = fresh_recipe(tmp_path / "reference")
+    first = subprocess.run(command(), cwd=reference, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    durations = {int(n): int(s) for n, s in re.findall(r"Stage (\d+) done in (\d+) s", first.stderr)}
+
+    recipe = fresh_recipe(tmp_path / "killed")
+    where = {}
+    for stage in range(1, 13):
+        where[stage] = run_killed_in(recipe, stage, max(0.1, durations.get(stage, 0) / 2))
+    final = subprocess.run(command(), cwd=recipe, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-3000:]
+    print("stage: kill landed", where, "reference durations (s)", durations)
+    assert sum(w == "inside" for w in where.values()) >= 9, where
+    assert results(recipe) == results(reference)
+    assert len(results(recipe)) >= 3  # both models and the summary
