@@ -188,6 +188,17 @@ def test_hook_survives_find_spec_before_import(tmp_path):
     assert result.stdout.split() == ["6", "6"]  # base, loaded offline both times
 
 
+def test_a_failed_patch_is_a_warning_not_a_broken_import(tmp_path):
+    # espnet_lalora imports, but the part that patches whisper cannot be loaded.
+    code = ("import espnet_lalora\n"
+            "sys.modules['espnet_lalora.whisper_weights'] = None\n"
+            "import whisper\n"
+            "print('base' in whisper.available_models())")
+    result = fresh_python(code, tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+    assert "could not patch whisper.load_model" in result.stderr and "--remove_hook" in result.stderr
+
+
 @pytest.mark.parametrize("package", ["missing", "broken"])
 def test_hook_line_is_silent_without_a_working_package(tmp_path, package):
     site_dir = tmp_path / "site"
@@ -216,6 +227,9 @@ def test_remove_hook_command(tmp_path):
     assert fresh_python(loaded, tmp_path, site_dir=site_dir).stdout.strip() == "False"
     again = subprocess.run(prepare + ["--remove_hook"], capture_output=True, text=True)
     assert again.returncode == 0 and "no hook" in again.stderr
+    nowhere = subprocess.run(prepare[:-1] + [str(tmp_path / "nowhere"), "--remove_hook"],
+                             capture_output=True, text=True)
+    assert nowhere.returncode != 0 and "--site_dir" in nowhere.stderr
 
 
 # --- The joined model.bin must be the published one.

@@ -54,8 +54,15 @@ def main(argv=None):
                              f"site-packages, {hook_path().parent})")
     args = parser.parse_args(argv)
     log = lambda msg: print(f"[prepare_whisper_weights] {msg}", file=sys.stderr)  # noqa: E731
+    if args.site_dir is not None and not args.site_dir.is_dir():
+        sys.exit(f"error: --site_dir {args.site_dir}: not a folder; give a site-packages folder "
+                 "or leave the option out")
     if args.remove_hook:
-        removed = remove_hook(args.site_dir)
+        try:
+            removed = remove_hook(args.site_dir)
+        except OSError as e:
+            sys.exit(f"error: --remove_hook: cannot delete {hook_path(args.site_dir)} ({e}); "
+                     "delete that file by hand (it only holds the start-up hook)")
         log(f"{'removed' if removed else 'no hook to remove:'} {hook_path(args.site_dir)}")
         return
 
