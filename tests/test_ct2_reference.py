@@ -9,8 +9,11 @@ import pytest
 import torch
 from conftest import UTTERANCES
 
-ENCODER_TOLERANCE = 3e-3  # max abs difference of encoder outputs (measured 2.7e-4 to 1.1e-3)
-LOGPROB_TOLERANCE = 2e-4  # max abs difference of decoder log-probabilities
+# Max abs differences allowed; README's "Whisper weights offline" states the same figures (checked
+# below). Measured with 1 to 8 CPU threads, which change the sums' order: encoder outputs 2.3e-4
+# to 1.0e-3, decoder log-probabilities 2.9e-5 to 5.1e-5; these allow 1.5 times the largest.
+ENCODER_TOLERANCE = 1.5e-3
+LOGPROB_TOLERANCE = 7.5e-5
 
 
 @pytest.fixture(scope="module")
@@ -39,47 +42,67 @@ def _greedy_openai(model, mel, lang):
     return result, task
 
 
-@pytest.mark.parametrize("utt", sorted(UTTERANCES))
-def test_same_encoder_output_and_greedy_tokens(speech, whisper_base, ct2_model, utt):
+def compare_with_ct2(model, ct2_model, audio, lang):
+    """Run openai-whisper ``model`` and CTranslate2 on the same features: the max abs differences
+    of encoder outputs and of decoder log-probabilities (teacher-forced on openai-whisper's greedy
+    tokens), and both greedy token sequences."""
     import ctranslate2
 
-    audio, lang = speech[utt]
     mel = _features(audio)
     features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.numpy()))
-
     with torch.no_grad():
-        ours = whisper_base.encoder(mel)[0].numpy()
+        ours = model.encoder(mel)[0].numpy()
     theirs = np.array(ct2_model.encode(features, to_cpu=True))[0]
     assert ours.shape == theirs.shape == (1500, 512)
     encoder_diff = float(np.abs(ours - theirs).max())
-    print(f"{utt}: max |encoder difference| = {encoder_diff:.2e}")
-    assert encoder_diff < ENCODER_TOLERANCE
 
-    result, task = _greedy_openai(whisper_base, mel, lang)
+    result, task = _greedy_openai(model, mel, lang)
     prompt = list(task.initial_tokens)
     suppress = list(task._get_suppress_tokens())
     ct2 = ct2_model.generate(features, [prompt], beam_size=1, suppress_tokens=suppress,
                              suppress_blank=True, return_logits_vocab=True, max_length=224)[0]
     ct2_tokens = [t for t in ct2.sequences_ids[0] if t < task.tokenizer.eot]
-    print(f"{utt}: {result.text!r}")
-    assert ct2_tokens == result.tokens, (ct2_tokens, result.tokens)
-    assert len(result.tokens) > 3
 
-    # Decoder: teacher-force the greedy tokens and compare log-probabilities at every step.
+    # Decoder: teacher-force the greedy tokens on CTranslate2's encoder output and compare
+    # log-probabilities at every step.
     tokens = torch.tensor([prompt + result.tokens])
     with torch.no_grad():
-        logits = whisper_base.decoder(tokens, torch.from_numpy(theirs)[None])[0]
-    steps = len(result.tokens)
+        logits = model.decoder(tokens, torch.from_numpy(theirs)[None])[0]
+    steps = min(len(result.tokens), len(ct2.logits[0]))
     ct2_logits = torch.tensor(np.stack([np.array(x) for x in ct2.logits[0][:steps]]))
     ct2_logits = ct2_logits.reshape(steps, -1)
     ours_steps = logits[len(prompt) - 1 : len(prompt) - 1 + steps].clone()
     suppressed = ct2_logits < -1e30  # CTranslate2 writes -FLT_MAX where a token is suppressed
     ours_steps[suppressed] = -float("inf")
     ct2_logits[suppressed] = -float("inf")
-    finite = ~suppressed
-    diff = (ours_steps.log_softmax(-1) - ct2_logits.log_softmax(-1))[finite].abs().max().item()
-    print(f"{utt}: max |decoder log-prob difference| = {diff:.2e} over {steps} steps")
-    assert diff < LOGPROB_TOLERANCE
+    diff = (ours_steps.log_softmax(-1) - ct2_logits.log_softmax(-1))[~suppressed].abs().max()
+    return dict(encoder_diff=encoder_diff, logprob_diff=diff.item(), steps=steps,
+                tokens=result.tokens, ct2_tokens=ct2_tokens, text=result.text)
+
+
+@pytest.mark.parametrize("utt", sorted(UTTERANCES))
+def test_same_encoder_output_and_greedy_tokens(speech, whisper_base, ct2_model, utt):
+    audio, lang = speech[utt]
+    found = compare_with_ct2(whisper_base, ct2_model, audio, lang)
+    print(f"{utt}: {found['text']!r}: max |encoder difference| = {found['encoder_diff']:.2e}, "
+          f"max |decoder log-prob difference| = {found['logprob_diff']:.2e} "
+          f"over {found['steps']} steps")
+    assert found["ct2_tokens"] == found["tokens"]
+    assert len(found["tokens"]) > 3
+    assert found["encoder_diff"] < ENCODER_TOLERANCE
+    assert found["logprob_diff"] < LOGPROB_TOLERANCE
+
+
+def test_readme_states_the_tolerances_tested_here():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Whisper weights offline", 1)[1].split("\n## ", 1)[0]
+    section = " ".join(section.split())  # the figures may wrap across lines
+    figure = lambda x: f"{x:.1e}".replace("e-0", "e-")  # noqa: E731  (1.5e-3, as README writes)
+    assert f"identical greedy tokens on {len(UTTERANCES)} of {len(UTTERANCES)}" in section
+    assert f"encoder outputs within {figure(ENCODER_TOLERANCE)} (max abs)" in section
+    assert f"decoder log-probabilities within {figure(LOGPROB_TOLERANCE)}" in section
 
 
 def test_ct2_to_openai_whisper_and_back_gives_the_same_tensors(tmp_path):
