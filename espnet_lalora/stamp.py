@@ -52,36 +52,14 @@ def mark_done(stamp, value: str, **info):
     write_text_atomic(stamp, json.dumps({"fingerprint": value, **info}, indent=1))
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content, cached by (path, size, mtime) so that a large checkpoint is
-    read once, not at every stage."""
-    from espnet_lalora.whisper_weights import cache_dir
-
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    cache = cache_dir() / "sha256.json"
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key not in known:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        known[key] = digest.hexdigest()
-        write_text_atomic(cache, json.dumps(known, indent=1))
-    return known[key]
-
-
 def whisper_checkpoint_id(name: str) -> str:
     """``<name>:<sha256 prefix>`` of the checkpoint that ``whisper.load_model(name)`` loads
     here (espnet_lalora.whisper_weights resolves it): a stage that uses the model is redone
     when the weights change, even under the same name."""
     import whisper
 
-    from espnet_lalora.whisper_weights import WhisperWeightsNotFound, resolve_checkpoint
+    from espnet_lalora.whisper_weights import (WhisperWeightsNotFound, file_sha256,
+                                               resolve_checkpoint)
 
     if name not in whisper._MODELS:
         raise WhisperWeightsNotFound(f"--whisper_model {name}: not a Whisper model name; one of "

@@ -11,8 +11,8 @@ def whisper_languages():
     """``{code: name}``, read from openai-whisper's ``tokenizer.py`` as a literal: importing the
     ``whisper`` package pulls in torch (3-4 s of CPU), too much for the light data tools of
     stages 1 and 4. Falls back to the import if the file's layout ever changes. The package is
-    located with ``PathFinder``, not ``importlib.util.find_spec``, which would consume the
-    one-shot import hook that patches ``whisper.load_model`` (espnet_lalora._whisper_hook)."""
+    located with ``PathFinder``, without the import hook that patches ``whisper.load_model``
+    (espnet_lalora._whisper_hook): nothing is imported, so there is nothing to patch."""
     try:
         spec = importlib.machinery.PathFinder.find_spec("whisper")
         tokenizer = Path(spec.origin).parent / "tokenizer.py"

@@ -3,7 +3,8 @@ Whisper weights by content), and that a damaged stamp never counts as done."""
 
 import os
 
-from espnet_lalora.stamp import file_sha256, fingerprint, is_done, mark_done
+from espnet_lalora.stamp import fingerprint, is_done, mark_done
+from espnet_lalora.whisper_weights import file_sha256
 
 
 def test_the_audio_that_a_wav_scp_lists_is_part_of_the_fingerprint(tmp_path):
@@ -52,5 +53,6 @@ def test_the_whisper_weights_count_by_content(tmp_path, monkeypatch):
     assert first.startswith("base:") and whisper_checkpoint_id("base") == first
     weights.write_bytes(b"other weights")
     assert whisper_checkpoint_id("base") != first
-    cached = (tmp_path / "cache" / "sha256.json").read_text()
-    assert file_sha256(weights) in cached  # computed once, kept by path, size and time
+    os.utime(weights, (1e9, 1e9))  # an old file: its hash is remembered (path, size, time)
+    assert whisper_checkpoint_id("base") != first
+    assert file_sha256(weights) in (tmp_path / "cache" / "sha256.json").read_text()

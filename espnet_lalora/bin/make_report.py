@@ -82,6 +82,11 @@ def experiment_report(exp: Path) -> str:
         if p.get("adapted_modules"):
             lines.append(f"- adapted modules: {p['adapted_modules']} "
                          f"({', '.join(f'{k}: {v}' for k, v in p['adapted_by_type'].items())})")
+        from espnet_lalora.methods import REGISTRY
+
+        if p["method"] in REGISTRY:  # the method's own figures (LA-LoRA: the selection heat map)
+            for plot in REGISTRY[p["method"]].plots(exp):
+                lines.append(f"- {plot.stem}: ![{plot.stem}]({plot.relative_to(exp)})")
     for metric in ("cer", "wer"):
         lines += ["", f"## {metric.upper()}", "", HEADER.rstrip("\n")]
         for (dataset, lang), by_metric in sorted(found.items()):
