@@ -106,7 +106,7 @@ def test_a_merged_model_checkpoint_loads_as_espnet_loads_it(lora_model, strategy
                     module.merge()
         fresh.load_state_dict(state, strict=False)
         diff = (logits(fresh) - before).abs().max().item()
-        assert diff < 1e-4, (strategy, merge_first, diff)
+        assert diff < 1e-3, (strategy, merge_first, diff)  # as the merge test; twice: > 3
     assert (before - logits(lora_model.eval())).abs().max().item() > 1e-2  # the update mattered
 
 
