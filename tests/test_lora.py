@@ -66,6 +66,50 @@ def test_merged_model_gives_the_same_outputs(lora_model):
     assert (before - logits(lora_model.eval())).abs().max().item() > 1e-3  # the update mattered
 
 
+@pytest.mark.parametrize("strategy", ["all", "adapter_only", "required_grad_only"])
+def test_a_merged_model_checkpoint_loads_as_espnet_loads_it(lora_model, strategy):
+    """Layers merged in place (``LoRALinear.merge``), saved as ESPnet's trainer saves with each
+    save strategy, loaded non-strictly as ``build_model_from_file`` does into a fresh adapter
+    model, merged or not: the same outputs, the update applied once."""
+    import copy
+
+    import loralib
+
+    torch.manual_seed(0)
+    trained = copy.deepcopy(lora_model).eval()
+    layers = [m for m in trained.modules() if isinstance(m, LoRALinear)]
+    for module in layers:
+        torch.nn.init.normal_(module.lora_B, std=0.02)
+    speech = torch.randn(1, 8000) * 0.1
+    tokens = torch.tensor([[50258, 50264, 50359, 50363, 440, 1002, 307]])
+
+    def logits(m):
+        with torch.no_grad():
+            enc, lens = m.encode(speech, torch.tensor([speech.shape[1]]))
+            return m.decoder(enc, lens, tokens, torch.tensor([tokens.shape[1]]))[0]
+
+    before = logits(trained)
+    for module in layers:
+        module.merge()
+    state = trained.state_dict()  # the trainer's model.state_dict(), then its strategy
+    if strategy == "adapter_only":
+        state = loralib.lora_state_dict(trained)
+    elif strategy == "required_grad_only":
+        for n, p in trained.named_parameters():
+            if not p.requires_grad:
+                state.pop(n)
+    for merge_first in (False, True):
+        fresh = copy.deepcopy(lora_model).eval()  # B = 0, the base weights
+        if merge_first:
+            for module in fresh.modules():
+                if isinstance(module, LoRALinear):
+                    module.merge()
+        fresh.load_state_dict(state, strict=False)
+        diff = (logits(fresh) - before).abs().max().item()
+        assert diff < 1e-3, (strategy, merge_first, diff)  # as the merge test; twice: > 3
+    assert (before - logits(lora_model.eval())).abs().max().item() > 1e-2  # the update mattered
+
+
 def test_rank_zero_and_unknown_keys_are_refused():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(AdapterConfigError, match="adapter_conf.rank = 0"):

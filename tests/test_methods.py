@@ -76,24 +76,38 @@ def test_param_report_cli_over_conf_and_for_large_v2():
     assert set(rows) >= {"lora", "aw_lora", "vo_lora", "r1_lora", "bitfit"}
     assert "| 294,912 | 27.27 | 0.411 | 36 |" in rows["vo_lora"]
     assert "| 135,168 | 12.50 |" in rows["r1_lora"] and "| 589,824 | 54.55 |" in rows["aw_lora"]
-    # the paper's 27.25%: its counts, rounded to 0.01 M on large-v2 (3.93 M / 14.42 M)
+    # the paper's 27.25%: our large-v2 counts, rounded to 0.01 M as the paper prints them
+    # (3.93 M / 14.42 M), give its figure; unrounded they give 27.27
     large = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.param_report",
                             "--asr_config", str(ROOT / "conf/train_vo_lora.yaml"),
                             str(ROOT / "conf/train_lora.yaml"), "--whisper_model", "large-v2"],
                            capture_output=True, text=True)
-    assert "| 3,932,160 |" in large.stdout and "| 14,417,920 |" in large.stdout
-    assert round(3.93 / 14.42 * 100, 2) == 27.25
+    assert large.returncode == 0, large.stderr
+    cells = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")]
+             for line in large.stdout.splitlines()[2:]}
+    assert cells["vo_lora"][3] == cells["lora"][3] == "large-v2"
+    vo, raw = (int(cells[m][4].replace(",", "")) for m in ("vo_lora", "lora"))
+    assert round(round(vo / 1e6, 2) / round(raw / 1e6, 2) * 100, 2) == 27.25
+    assert float(cells["vo_lora"][5]) == round(100 * vo / raw, 2) == 27.27
 
 
+@pytest.mark.parametrize("train_base", [False, True], ids=["frozen_base", "trained_base"])
 @pytest.mark.parametrize("path", ["fused", "autograd"])
-def test_lora_layer_equals_peft(whisper_base, path):
+def test_lora_layer_equals_peft(whisper_base, path, train_base, monkeypatch):
     """Forward and every gradient equal HF PEFT's LoRA on a real Whisper linear (same weights,
     rank 8, alpha 16). ``fused``: the default autograd function; ``autograd``: the composed
-    path used with dropout, autocast or mixed dtypes."""
+    path used with dropout in training, autocast or mixed dtypes. ``trained_base``: W and b
+    require grad too, so their gradients are compared as well."""
     import copy
 
     from peft import LoraConfig, inject_adapter_in_model
 
+    from espnet_lalora.methods.lora_layer import _LoRALinearFunction
+
+    fused_calls = []
+    apply = _LoRALinearFunction.apply
+    monkeypatch.setattr(_LoRALinearFunction, "apply",
+                        lambda *a: fused_calls.append(1) or apply(*a))
     torch.manual_seed(0)
     for name in ("decoder.blocks.2.mlp.0", "encoder.blocks.1.attn.key"):  # key has no bias
         base = whisper_base.get_submodule(name)
@@ -104,27 +118,42 @@ def test_lora_layer_equals_peft(whisper_base, path):
         peft_layer = peft_model.proj
         ours = LoRALinear(copy.deepcopy(base), rank=8, alpha=16)
         if path == "autograd":
-            ours.lora_dropout = torch.nn.Dropout(0.0)  # not Identity: the composed path
+            ours.lora_dropout = torch.nn.Dropout(0.0)  # training, not Identity: composed path
         with torch.no_grad():
             ours.lora_A.copy_(peft_layer.lora_A["default"].weight)
             ours.lora_B.normal_(std=0.05)
             peft_layer.lora_B["default"].weight.copy_(ours.lora_B)
         for layer in (ours, peft_layer):
             for n, p in layer.named_parameters():
-                p.requires_grad = "lora_" in n
-        x = torch.randn(3, 7, base.in_features, dtype=torch.float32)
-        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-        y1, y2 = ours(x1), peft_layer(x2)
-        torch.testing.assert_close(y1, y2, rtol=0, atol=2e-5)
-        g = torch.randn_like(y1)
-        y1.backward(g)
-        y2.backward(g)
-        torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=2e-5)
-        torch.testing.assert_close(ours.lora_A.grad, peft_layer.lora_A["default"].weight.grad,
-                                   rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(ours.lora_B.grad, peft_layer.lora_B["default"].weight.grad,
-                                   rtol=1e-5, atol=1e-4)
-        assert ours.weight.grad is None  # frozen: no weight gradient computed
+                p.requires_grad = train_base or "lora_" in n
+        peft_base = peft_layer.base_layer
+        for x_grad in (True, False):  # without: the first layer's case (W not saved, fused)
+            for p in (*ours.parameters(), *peft_layer.parameters()):
+                p.grad = None
+            x = torch.randn(3, 7, base.in_features, dtype=torch.float32)
+            x1, x2 = x.clone().requires_grad_(x_grad), x.clone().requires_grad_(x_grad)
+            calls = len(fused_calls)
+            y1, y2 = ours(x1), peft_layer(x2)
+            assert len(fused_calls) - calls == (path == "fused")
+            torch.testing.assert_close(y1, y2, rtol=0, atol=2e-5)
+            g = torch.randn_like(y1)
+            y1.backward(g)
+            y2.backward(g)
+            if x_grad:
+                torch.testing.assert_close(x1.grad, x2.grad, rtol=0, atol=2e-5)
+            torch.testing.assert_close(ours.lora_A.grad, peft_layer.lora_A["default"].weight.grad,
+                                       rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(ours.lora_B.grad, peft_layer.lora_B["default"].weight.grad,
+                                       rtol=1e-5, atol=1e-4)
+            if train_base:
+                torch.testing.assert_close(ours.weight.grad, peft_base.weight.grad,
+                                           rtol=1e-5, atol=1e-4)
+                assert (ours.bias is None) == (peft_base.bias is None) == (name.endswith("key"))
+                if ours.bias is not None:
+                    torch.testing.assert_close(ours.bias.grad, peft_base.bias.grad,
+                                               rtol=1e-5, atol=1e-4)
+            else:
+                assert ours.weight.grad is None  # frozen: no weight gradient computed
 
 
 def test_unknown_method_lists_the_known_ones(tmp_path):

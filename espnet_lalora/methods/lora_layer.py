@@ -38,8 +38,9 @@ class LoRALinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self._base(x)
-        if (isinstance(self.lora_dropout, nn.Identity) and x.dtype == self.weight.dtype
-                and not torch.is_autocast_enabled(x.device.type)):  # the common case, fused
+        no_dropout = not self.training or isinstance(self.lora_dropout, nn.Identity)  # eval: id
+        if (no_dropout and x.dtype == self.weight.dtype
+                and not _autocast_enabled(x.device.type)):  # the common case, fused
             return _LoRALinearFunction.apply(x, self.weight, self.bias, self.lora_A, self.lora_B,
                                              self.scaling)
         h = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype)) * self.scaling
@@ -49,6 +50,27 @@ class LoRALinear(nn.Linear):
         # Whisper's Linear casts its weights to the input's dtype (fp16 inference, AMP).
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.weight.to(x.dtype), bias)
+
+    # Checkpoints always hold the unmerged W, whatever the layer's state when saved: the format
+    # stays that of loralib and ESPnet (no new key, so old checkpoints and partial ones, the
+    # adapter_only / required_grad_only saves that hold A and B without W, load as before), and a
+    # loaded update is never applied twice. A flag saved next to W would be wrong for a partial
+    # checkpoint, whose W comes from the base model, not from the merged layer.
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.merged:
+            with torch.no_grad():
+                destination[prefix + "weight"] = (
+                    self.weight - self.delta_weight().to(self.weight.dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A merged layer loads as an unmerged one would, then merges again with the loaded A, B
+        # (on W loaded or kept, whichever of W, A, B the state holds).
+        merged = self.merged
+        self.unmerge()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if merged:
+            self.merge()
 
     @torch.no_grad()
     def merge(self):
@@ -73,6 +95,26 @@ class LoRALinear(nn.Linear):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}")
+
+
+_autocast_takes_device = None  # whether torch.is_autocast_enabled takes a device type
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)``, which torch < 2.4 lacks: there it takes no
+    argument and answers for CUDA, and CPU autocast has its own query. Tested at the first call."""
+    global _autocast_takes_device
+    if _autocast_takes_device is None:
+        try:
+            torch.is_autocast_enabled(device_type)
+            _autocast_takes_device = True
+        except TypeError:
+            _autocast_takes_device = False
+    if _autocast_takes_device:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == "cpu":
+        return torch.is_autocast_cpu_enabled()
+    return torch.is_autocast_enabled()
 
 
 class _LoRALinearFunction(torch.autograd.Function):
