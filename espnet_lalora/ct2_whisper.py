@@ -18,6 +18,8 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from espnet_lalora.fileio import atomic_path
+
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 _BF16 = 5
 
@@ -159,11 +161,8 @@ def convert_ct2_model(model_bin, output, dtype=torch.float16) -> dict:
     if "Whisper" not in spec_name:
         raise CT2FormatError(f"{model_bin}: spec {spec_name!r} is not a Whisper model")
     checkpoint = ct2_to_whisper_checkpoint(variables, dtype)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(output)
+    with atomic_path(output) as tmp:
+        torch.save(checkpoint, tmp)
     return checkpoint["dims"]
 
 

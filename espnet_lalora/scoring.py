@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List
 
+from espnet_lalora.fileio import write_text_atomic
+
 FIELDS = ["Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err"]
 
 
@@ -35,9 +37,7 @@ def run_sclite(ref_trn, hyp_trn, result_txt):
     result = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8")
     if result.returncode != 0:
         raise RuntimeError(f"sclite failed: {result.stderr.strip()[-500:]}")
-    tmp = Path(str(result_txt) + ".tmp")
-    tmp.write_text(result.stdout, encoding="utf-8")
-    tmp.replace(result_txt)
+    write_text_atomic(result_txt, result.stdout)
     return parse_result(result_txt)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_lalora.fileio import write_text_atomic
 from espnet_lalora.scoring import FIELDS, parse_result
 
 HEADER = "|dataset|" + "|".join(FIELDS) + "|\n|" + "---|" * (len(FIELDS) + 1) + "\n"
@@ -122,9 +123,7 @@ def summary_report(root: Path) -> str:
 
 
 def write(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)
     print(f"wrote {path}", file=sys.stderr)
 
 
