@@ -1,5 +1,6 @@
 """Audio input for stage 3: any file soundfile reads (wav, flac, ogg, mp3) or a Kaldi pipe
-command (``cmd ... |``), mixed down to mono and resampled to 16 kHz."""
+command (``cmd ... |``, run in a shell only with ``allow_pipes``; stage 2's sox entries run without
+one), mixed down to mono and resampled to 16 kHz."""
 
 import io
 import subprocess
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from espnet_lalora.datadir import sox_speed_argv
+
 TARGET_RATE = 16000
 
 
@@ -16,12 +19,30 @@ class AudioError(ValueError):
     pass
 
 
-def read_audio(spec: str):
+def _command(spec: str, allow_pipes: bool):
+    """What to run for a pipe entry: stage 2's sox argv (no shell), else the shell command."""
+    argv = sox_speed_argv(spec)
+    if argv:
+        # An absolute path: sox cannot take it for an option, a "|command" or a URL.
+        audio = Path(argv[1]).absolute()
+        if not audio.is_file():
+            raise AudioError(f"audio file {argv[1]} does not exist")
+        return ["sox", str(audio)] + argv[2:], False
+    if not allow_pipes:
+        raise AudioError(f"'{spec}' is a shell command; it runs only with --allow_pipes true")
+    return spec[:-1], True
+
+
+def read_audio(spec: str, allow_pipes: bool = False):
     """Return ``(float32 mono waveform, original sample rate, original channels)``."""
     spec = spec.strip()
     try:
         if spec.endswith("|"):
-            result = subprocess.run(spec[:-1], shell=True, capture_output=True)
+            command, shell = _command(spec, allow_pipes)
+            try:
+                result = subprocess.run(command, shell=shell, capture_output=True)
+            except FileNotFoundError as e:
+                raise AudioError("sox not found; install it (apt-get install sox)") from e
             if result.returncode != 0:
                 raise AudioError(f"command failed ({result.returncode}): "
                                  f"{result.stderr.decode(errors='replace').strip()[-300:]}")

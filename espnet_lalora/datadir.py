@@ -2,13 +2,20 @@
 
 A data dir holds ``wav.scp`` (id -> path, or a command ending in ``|``), ``text`` (id ->
 transcript), ``utt2spk``, ``spk2utt`` and, in this project, ``utt2lang`` (id -> ISO 639-1 code).
+
+A ``wav.scp`` command (a Kaldi pipe) runs in a shell, so it only runs where the user allows it
+(``--allow_pipes true``): a corpus from elsewhere could hold any command. Stage 2's own
+speed-perturbation entries (``sox FILE -t wav - speed F |``) are the exception: they are run as
+one sox process without a shell, which reads FILE and nothing else.
 """
 
 import os
+import re
+import shlex
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 OPTIONAL = ("utt2lang", "spk2utt", "segments", "utt2dur", "utt2num_samples")
@@ -44,6 +51,46 @@ def read_map(path, what: Optional[str] = None) -> "OrderedDict[str, str]":
             raise DataDirError(f"{path}:{number}: duplicate id {key!r}; ids must be unique")
         out[key] = value
     return out
+
+
+def line_of(path, key: str) -> int:
+    """The line of ``path`` whose id is ``key`` (0: none), for error messages."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if line.split(maxsplit=1)[:1] == [key]:
+                return number
+    return 0
+
+
+def sox_speed_argv(spec: str) -> Optional[List[str]]:
+    """``["sox", FILE, "-t", "wav", "-", "speed", F]`` when ``spec`` is stage 2's own entry
+    ``sox FILE -t wav - speed F |`` (bin/speed_perturb.py), else None."""
+    if not spec.endswith("|"):
+        return None
+    try:
+        argv = shlex.split(spec[:-1])
+    except ValueError:
+        return None
+    if (len(argv) == 7 and argv[0] == "sox" and argv[2:6] == ["-t", "wav", "-", "speed"]
+            and re.fullmatch(r"\d+(\.\d+)?", argv[6])):
+        return argv
+    return None
+
+
+def is_shell_command(spec: str) -> bool:
+    """A ``wav.scp`` entry that would run in a shell: a pipe other than stage 2's sox entries."""
+    return spec.endswith("|") and sox_speed_argv(spec) is None
+
+
+def check_no_shell_commands(wav_scp, entries: Dict[str, str], how_to_allow: str):
+    """Refuse the first shell command of ``entries`` (read from ``wav_scp``), naming its line."""
+    for utt, spec in entries.items():
+        if is_shell_command(spec):
+            raise DataDirError(
+                f"{wav_scp}:{line_of(wav_scp, utt)}: utterance {utt}: '{spec}' is a shell "
+                "command (a Kaldi pipe, ending in '|'), and commands from a data dir are not run "
+                f"unless you allow them. If you trust this data, {how_to_allow}; otherwise "
+                "list audio files in wav.scp instead")
 
 
 def write_map(path, mapping: Dict[str, str]):

@@ -11,9 +11,13 @@ What makes it fast, compared with ESPnet's ``BatchBeamSearch`` on a Whisper deco
 
 What keeps it exact: the search is ESPnet's (each step keeps the ``beam`` best (hypothesis, token)
 pairs of an utterance, a hypothesis that emits end-of-text is set aside, the best set-aside score
-wins, end-of-text is forced at ``maxlen = maxlenratio * encoder frames``), so where both end
-normally the result is ESPnet's; with ``beam_size=1`` and Whisper's logit filters it is
-openai-whisper's greedy decoding.
+wins; after ``maxlen = max(1, int(maxlenratio * encoder frames))`` tokens every running
+hypothesis gets end-of-text appended, unscored), so the result is ESPnet's, also where the limit
+cuts the search (tests/test_decoding.py); with ``beam_size=1`` and Whisper's logit filters it is
+openai-whisper's greedy decoding. Two intended differences: a hypothesis that emits end-of-text
+on the last step keeps one (ESPnet appends a second, ``[..., eot, eot]``; tokens and score are
+the same), and ``maxlen`` is also capped by ``max_tokens`` and the 448-token context (ESPnet has
+no cap and would run past Whisper's positional embedding).
 
 Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
 whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended

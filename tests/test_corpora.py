@@ -203,6 +203,69 @@ def test_importer_reads_csv_quotes_and_kaldi_dirs(corpora, tmp_path):
     assert set(read_map(out / "test/utt2lang").values()) == {"ja", "ko"}
 
 
+def pipe_corpus(root: Path, command: str) -> Path:
+    """A corpus for egs2/custom: train.tsv, dev.tsv and a Kaldi dir test/ whose wav.scp line 2 is
+    ``command`` ({wav}: the path of a real WAV file)."""
+    corpus = root / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    wav = corpus / "audio" / "a.wav"
+    soundfile.write(wav, [0.1, -0.1] * 8000, 16000)
+    for name in ("train", "dev"):
+        (corpus / f"{name}.tsv").write_text("audio/a.wav\tこんにちは\tspk\tja\n", encoding="utf-8")
+    test = corpus / "test"
+    test.mkdir()
+    for name, values in (("wav.scp", [str(wav), command.format(wav=wav)]),
+                         ("text", ["こんにちは", "さようなら"]), ("utt2spk", ["spk", "spk"]),
+                         ("utt2lang", ["ja", "ja"])):
+        (test / name).write_text(f"spk-a {values[0]}\nspk-b {values[1]}\n", encoding="utf-8")
+    return corpus
+
+
+def test_importer_refuses_wav_scp_commands_unless_allowed(tmp_path):
+    planted = tmp_path / "planted"
+    corpus = pipe_corpus(tmp_path, f"touch {planted}; cat {{wav}} |")
+    out = tmp_path / "data"
+    code = importer("--corpus_dir", corpus, "--out", out)
+    assert code and code.startswith(f"error: {corpus / 'test' / 'wav.scp'}:2: utterance spk-b: ")
+    assert "is a shell command" in code and "--allow_pipes true" in code, code
+    assert not out.exists() and not planted.exists()
+
+    # Allowed, a harmless command is imported as it is and stage 3 runs it.
+    shutil.rmtree(corpus)
+    corpus = pipe_corpus(tmp_path, "cat {wav} |")
+    assert importer("--corpus_dir", corpus, "--out", out, "--allow_pipes", "true") is None
+    command = read_map(out / "test" / "wav.scp")["spk-b"]
+    assert command == f"cat {corpus / 'audio' / 'a.wav'} |"
+    from espnet_lalora.bin import format_data
+
+    format_data.main(["--data", str(out / "test"), "--out", str(tmp_path / "dump"), "--nj", "1",
+                      "--allow_pipes", "true"])
+    assert soundfile.info(str(tmp_path / "dump" / "data" / "spk-b.wav")).frames == 16000
+
+
+def test_custom_recipe_runs_no_command_of_a_given_corpus(tmp_path):
+    """The probe: a Kaldi dir given to egs2/custom with 'touch FILE; cat a.wav |' in wav.scp.
+    Stages 1-3 stop at stage 1, naming the line and the opt-in; FILE is never created."""
+    planted = tmp_path / "planted"
+    corpus = pipe_corpus(tmp_path, f"touch {planted}; cat {{wav}} |")
+    (tmp_path / "tree").mkdir()
+    recipe = copy_recipe(tmp_path / "tree", "custom")
+    result = run(recipe, "--stage", "1", "--stop_stage", "3", "--corpus_dir", str(corpus),
+                 "--data_lang", "ja", timeout=300)
+    assert result.returncode != 0
+    assert f"{corpus / 'test' / 'wav.scp'}:2: utterance spk-b:" in result.output, result.output
+    assert "--allow_pipes true" in result.output
+    assert not planted.exists() and not (recipe / "data" / "test").exists()
+    assert not (recipe / "dump").exists()
+
+    # The opt-in reaches the importer through local/data.sh's --allow_pipes.
+    result = run(recipe, "--stage", "1", "--stop_stage", "1", "--corpus_dir", str(corpus),
+                 "--data_lang", "ja", "--local_data_opts", "--allow_pipes true", timeout=300)
+    assert result.returncode == 0, result.output[-2000:]
+    assert read_map(recipe / "data" / "test" / "wav.scp")["spk-b"].startswith("touch ")
+    assert not planted.exists()  # imported, not run: stage 3 decides with its own opt-in
+
+
 @pytest.fixture(scope="module")
 def commonvoice_recipe(all_runs):
     recipe, _, result = all_runs["commonvoice_lr"]

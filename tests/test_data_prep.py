@@ -124,3 +124,60 @@ def test_unknown_language_is_rejected(tmp_path):
                              str(tmp_path / "org"), "--out", str(tmp_path / "f")],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "'jp'" in result.stderr and "utt2lang" in result.stderr
+
+
+def test_shell_pipe_is_refused_unless_allowed(tmp_path):
+    """A wav.scp command (Kaldi's 'cmd |') runs in a shell: stage 3 refuses it, before running
+    or writing anything, unless --allow_pipes true."""
+    data = make_data_dir(tmp_path)
+    out = tmp_path / "dump"
+    assert run_format(data, out).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    lines = (data / "wav.scp").read_text().splitlines()
+    utt, wav = lines[2].split()
+    planted = tmp_path / "planted"
+    lines[2] = f"{utt} touch {planted}; cat {wav} |"
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+
+    result = run_format(data, out)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: {data / 'wav.scp'}:3: utterance {utt}: "), message
+    assert "is a shell command" in message and "--allow_pipes true" in message, message
+    assert not planted.exists()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "dump.tmp").exists()
+
+    lines[2] = f"{utt} cat {wav} |"  # harmless, and allowed
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.format_data", "--data",
+                             str(data), "--out", str(out), "--nj", "1", "--allow_pipes", "true"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    converted, _ = soundfile.read(out / "data" / f"{utt}.wav", dtype="float32")
+    original, _ = soundfile.read(wav, dtype="float32")
+    assert np.abs(converted - original).max() < 1e-3
+
+
+def test_speed_perturbed_entries_need_no_opt_in(tmp_path):
+    """Stage 2 writes 'sox FILE ... speed F |': run without a shell, stage 3 reads them with no
+    --allow_pipes; a perturbed shell command stays refused."""
+    data = make_data_dir(tmp_path, n=2)
+    result = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.speed_perturb", "--data",
+                             str(data), "--out", str(tmp_path / "sp"), "--factors", "0.8 1.0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    result = run_format(tmp_path / "sp", tmp_path / "dump")
+    assert result.returncode == 0, result.stderr
+    samples = (tmp_path / "dump" / "utt2num_samples").read_text().split()
+    lengths = dict(zip(samples[::2], map(int, samples[1::2])))
+    assert lengths["spk0-utt0"] == 16000 and abs(lengths["sp0.8-spk0-utt0"] - 20000) <= 2
+
+    # The same entry with one more shell word is a command again.
+    planted = tmp_path / "planted"
+    scp = (tmp_path / "sp" / "wav.scp").read_text().splitlines()
+    scp[0] = scp[0].replace(" |", f" $(touch {planted}) |")
+    (tmp_path / "sp" / "wav.scp").write_text("\n".join(scp) + "\n")
+    result = run_format(tmp_path / "sp", tmp_path / "dump")
+    assert result.returncode != 0 and "wav.scp:1:" in result.stderr, result.stderr
+    assert not planted.exists()

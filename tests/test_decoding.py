@@ -44,36 +44,55 @@ def test_greedy_equals_openai_whisper_greedy(speech, whisper_base, padded, utt):
     assert ours.tokens == reference.tokens, (ours.tokens, reference.tokens)
 
 
-def test_beam_search_equals_espnet_beam_search(speech, unpadded, token_list, tmp_path):
-    import yaml
+def test_beam_search_equals_espnet_beam_search(speech, unpadded):
+    """Against ESPnet's BatchBeamSearch at three length limits per utterance: one it ends well
+    before (maxlenratio 0.5); one that cuts every hypothesis (0.05: ESPnet appends end-of-text
+    to each running hypothesis at maxlen, unscored, and so do we); and one on the very step where
+    the best hypothesis emits end-of-text (ESPnet appends a second one there: [..., eot, eot];
+    ours keeps one, the tokens and score being the same)."""
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.scorers.length_bonus import LengthBonus
 
     model = unpadded.model
-    beam, ratio = 5, 0.5
+    beam, eos = 5, model.eos
     espnet_search = BatchBeamSearch(
         scorers={"decoder": model.decoder, "length_bonus": LengthBonus(len(model.token_list))},
         weights={"decoder": 1.0, "length_bonus": 0.0}, beam_size=beam,
-        vocab_size=len(model.token_list), sos=model.sos, eos=model.eos,
+        vocab_size=len(model.token_list), sos=model.sos, eos=eos,
         token_list=model.token_list, pre_beam_score_key="full").eval()
-    options = DecodeOptions(beam_size=beam, maxlenratio=ratio, repetition_guard=0)
-    compared = 0
+    ends = {"normal": 0, "forced": 0, "eot at the limit": 0}
+
+    def compare(utt, encoded, prompt, ratio):
+        """Both decoders at ``ratio``; returns how ESPnet's best hypothesis ended, and its yseq."""
+        with torch.no_grad():
+            best = espnet_search(x=encoded, maxlenratio=ratio, minlenratio=0.0)[0]
+        expected, maxlen = best.yseq.tolist(), max(1, int(ratio * encoded.shape[0]))
+        if expected[-2:] == [eos, eos]:
+            expected, kind = expected[:-1], "eot at the limit"
+        elif len(expected) == len(prompt) + maxlen + 1:  # maxlen tokens and the forced eot
+            kind = "forced"
+        else:
+            kind = "normal"
+        ours = unpadded([encoded], [prompt], DecodeOptions(beam_size=beam, maxlenratio=ratio,
+                                                           repetition_guard=0))[0]
+        assert ours.yseq == expected, (utt, ratio, kind)
+        assert abs(ours.score - float(best.score)) < 1e-3, (utt, ratio, kind)
+        ends[kind] += 1
+        return kind, expected
+
     for utt in ("en1", "ko1", "ja1", "en2"):
         audio, lang = speech[utt]
         encoded = unpadded.encode(audio)
         prompt = unpadded.prompt(lang)
         espnet_search.set_hyp_primer(prompt)
-        with torch.no_grad():
-            best = espnet_search(x=encoded, maxlenratio=ratio, minlenratio=0.0)[0]
-        maxlen = int(ratio * encoded.shape[0])
-        if len(best.yseq) > len(prompt) + maxlen:  # ran to the length limit: not a normal end
-            continue
-        ours = unpadded([encoded], [prompt], options)[0]
-        assert ours.yseq == best.yseq.tolist(), utt
-        assert abs(ours.score - float(best.score)) < 1e-3
-        compared += 1
-    print(f"beam 5: identical to ESPnet on {compared} of 4 utterances that end normally")
-    assert compared >= 2
+        kind, normal_end = compare(utt, encoded, prompt, 0.5)
+        assert kind == "normal", utt
+        assert compare(utt, encoded, prompt, 0.05)[0] == "forced", utt
+        # maxlen = the normal end's tokens with eot: eot is due on the last step
+        ratio = (len(normal_end) - len(prompt) + 0.5) / encoded.shape[0]
+        assert compare(utt, encoded, prompt, ratio)[0] != "normal", utt
+    print(f"beam 5: identical to ESPnet on 12 decodings; ends: {ends}")
+    assert ends["eot at the limit"] >= 1, ends  # the [..., eot, eot] case did come up
 
 
 def test_batched_decoding_equals_one_by_one(speech, unpadded):

@@ -3,6 +3,10 @@
 Every utterance is read (path or ``cmd |``), mixed down and resampled; ids, transcripts, speakers
 and languages are checked first (errors name the file and line). The output dir is built under a
 temporary name and moved into place when complete.
+
+A ``cmd |`` entry runs in a shell, so it is refused unless ``--allow_pipes true``: this stage
+cannot know where a wav.scp came from. Stage 2's ``sox FILE ... speed F |`` entries need no
+opt-in (they run without a shell).
 """
 
 import argparse
@@ -12,14 +16,15 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from espnet_lalora.audio import AudioError, read_audio, to_16k, write_wav16
-from espnet_lalora.datadir import DataDirError, load_data_dir, replace_dir, spk2utt, write_map
+from espnet_lalora.datadir import (DataDirError, check_no_shell_commands, line_of, load_data_dir,
+                                   replace_dir, spk2utt, write_map)
 from espnet_lalora.progress import Progress
 
 
 def _convert(job):
-    utt, spec, out_wav = job
+    utt, spec, out_wav, allow_pipes = job
     try:
-        audio, rate, channels = read_audio(spec)
+        audio, rate, channels = read_audio(spec, allow_pipes)
         audio = to_16k(audio, rate)
         write_wav16(out_wav, audio)
         return utt, None, len(audio), rate, channels
@@ -27,23 +32,21 @@ def _convert(job):
         return utt, str(e), 0, 0, 0
 
 
-def line_of(path: Path, key: str) -> int:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if line.split(maxsplit=1)[:1] == [key]:
-                return number
-    return 0
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="input Kaldi data dir")
     parser.add_argument("--out", required=True, type=Path, help="output dir (dump/raw/<set>)")
     parser.add_argument("--nj", type=int, default=2, help="parallel jobs")
+    parser.add_argument("--allow_pipes", choices=["true", "false"], default="false",
+                        help="run wav.scp entries 'cmd ... |' in a shell (only for data you trust)")
     args = parser.parse_args(argv)
+    allow_pipes = args.allow_pipes == "true"
 
     try:
         files = load_data_dir(args.data, require_lang=False)
+        if not allow_pipes:  # every line, before anything runs or is written
+            check_no_shell_commands(args.data / "wav.scp", files["wav.scp"],
+                                    "rerun with --allow_pipes true (run.sh: --allow_pipes true)")
     except DataDirError as e:
         sys.exit(f"error: {e}")
 
@@ -51,7 +54,8 @@ def main(argv=None):
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
     wav_final = (args.out / "data").resolve()
-    jobs = [(utt, spec, tmp / "data" / f"{utt}.wav") for utt, spec in files["wav.scp"].items()]
+    jobs = [(utt, spec, tmp / "data" / f"{utt}.wav", allow_pipes)
+            for utt, spec in files["wav.scp"].items()]
     progress = Progress(len(jobs), f"format {args.data}")
     num_samples, converted = {}, 0
     with Pool(max(1, args.nj)) as pool:

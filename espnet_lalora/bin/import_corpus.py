@@ -9,7 +9,9 @@ Two inputs:
   (default: the table's folder) or absolute. Without a speaker column every utterance is its own
   speaker; without a lang column ``--lang`` applies.
 * ``--kaldi DIR``: an existing Kaldi data dir (``wav.scp``, ``text``, ``utt2spk``, optional
-  ``utt2lang``), checked and copied as it is; ``--lang`` fills in a missing ``utt2lang``.
+  ``utt2lang``), checked and copied as it is; ``--lang`` fills in a missing ``utt2lang``. A
+  ``wav.scp`` command (``cmd ... |``, a Kaldi pipe) would run in a shell at stage 3, so it is
+  refused unless ``--allow_pipes true`` (only for a corpus you trust).
 * ``--corpus_dir DIR``: one of the above per set: ``DIR/<set>.tsv``, ``DIR/<set>.csv`` or
   ``DIR/<set>/`` for each of ``--sets`` (train dev test), written to ``--out/<set>``.
 
@@ -28,7 +30,7 @@ from typing import List
 
 from espnet_lalora.corpus import (CorpusError, Utt, audio_seconds, main_wrapper, safe_id,
                                   write_sets)
-from espnet_lalora.datadir import DataDirError, load_data_dir
+from espnet_lalora.datadir import DataDirError, check_no_shell_commands, load_data_dir
 from espnet_lalora.whisper_langs import check_language
 
 
@@ -89,7 +91,10 @@ def read_table(table: Path, audio_dir: Path, lang: str = "") -> List[Utt]:
     return utts
 
 
-def read_kaldi(src: Path, lang: str = "") -> List[Utt]:
+PIPES_HINT = "give --allow_pipes true (egs2/custom: ./run.sh --allow_pipes true)"
+
+
+def read_kaldi(src: Path, lang: str = "", allow_pipes: bool = False) -> List[Utt]:
     """A checked Kaldi data dir; relative audio paths are made absolute (looked up from the
     current folder, Kaldi's convention, then from the data dir's parent)."""
     if (src / "segments").is_file():
@@ -97,6 +102,8 @@ def read_kaldi(src: Path, lang: str = "") -> List[Utt]:
                           "segments into files (e.g. with sox) and list those in wav.scp")
     try:
         files = load_data_dir(src)
+        if not allow_pipes:
+            check_no_shell_commands(src / "wav.scp", files["wav.scp"], PIPES_HINT)
     except DataDirError as e:
         raise CorpusError(str(e)) from e
     langs = files.get("utt2lang")
@@ -120,13 +127,14 @@ def read_kaldi(src: Path, lang: str = "") -> List[Utt]:
     return utts
 
 
-def read_set(corpus_dir: Path, name: str, lang: str = "") -> List[Utt]:
+def read_set(corpus_dir: Path, name: str, lang: str = "", allow_pipes: bool = False
+             ) -> List[Utt]:
     """``<corpus_dir>/<name>.tsv``, ``.csv`` or Kaldi dir ``<name>/``, whichever exists."""
     for suffix in (".tsv", ".csv"):
         if (corpus_dir / f"{name}{suffix}").is_file():
             return read_table(corpus_dir / f"{name}{suffix}", corpus_dir, lang)
     if (corpus_dir / name / "wav.scp").is_file():
-        return read_kaldi(corpus_dir / name, lang)
+        return read_kaldi(corpus_dir / name, lang, allow_pipes)
     raise CorpusError(f"--corpus_dir {corpus_dir}: no {name} set: looked for {name}.tsv, "
                       f"{name}.csv and {name}/wav.scp. Put a table (path<TAB>transcript"
                       "[<TAB>speaker<TAB>lang]) or a Kaldi data dir there; see the README, "
@@ -145,9 +153,13 @@ def main(argv=None):
     parser.add_argument("--audio_dir", type=Path, help="base of relative paths (default: the "
                         "table's folder)")
     parser.add_argument("--lang", default="", help="language of rows without a lang column")
+    parser.add_argument("--allow_pipes", choices=["true", "false"], default="false",
+                        help="accept Kaldi wav.scp commands ('cmd ... |'), which stage 3 runs in "
+                        "a shell; only for a corpus you trust")
     parser.add_argument("--out", required=True, type=Path,
                         help="data dir to write (with --corpus_dir: the folder of the sets)")
     args = parser.parse_args(argv)
+    allow_pipes = args.allow_pipes == "true"
 
     def run():
         # Every set is read and checked before any is written.
@@ -156,10 +168,12 @@ def main(argv=None):
                 raise CorpusError(f"--corpus_dir {args.corpus_dir}: not a folder; it should "
                                   "hold train.tsv (or .csv, or a Kaldi dir train/), dev..., "
                                   "test...; see the README, 'Your own corpus'")
-            sets = {s: read_set(args.corpus_dir, s, args.lang) for s in args.sets.split()}
+            sets = {s: read_set(args.corpus_dir, s, args.lang, allow_pipes)
+                    for s in args.sets.split()}
             write_sets(args.out, sets)
         elif args.kaldi:
-            write_sets(args.out.parent, {args.out.name: read_kaldi(args.kaldi, args.lang)})
+            utts = read_kaldi(args.kaldi, args.lang, allow_pipes)
+            write_sets(args.out.parent, {args.out.name: utts})
         else:
             utts = read_table(args.table, args.audio_dir or args.table.parent, args.lang)
             write_sets(args.out.parent, {args.out.name: utts})
