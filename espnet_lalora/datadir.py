@@ -157,7 +157,15 @@ def write_data_dir(directory, files: Dict[str, Dict[str, str]]):
 
 def replace_dir(tmp: Path, directory: Path):
     """Move a finished ``tmp`` over ``directory`` (the old one is removed only once the new one
-    is complete)."""
+    is complete). An output folder is never the working folder, one of its parents, a home or
+    the root, nor named through ``..``: a mistyped option must not delete a recipe or more."""
+    directory = Path(directory)
+    resolved, cwd = directory.resolve(), Path.cwd().resolve()
+    if (".." in directory.parts or resolved == cwd or resolved in cwd.parents
+            or resolved == Path.home().resolve() or resolved == Path(resolved.anchor)):
+        raise DataDirError(f"{directory}: refusing to replace this folder (it is the working "
+                           "folder, one of its parents, a home or the root, or named with '..'); "
+                           "give an output folder of its own, e.g. dump/raw/<set>")
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():

@@ -34,6 +34,7 @@ option local_data_opts "" "extra options for the recipe's local/data.sh"
 option min_wav_duration 0.3 "stage 4 drops shorter training utterances (seconds)"
 option max_wav_duration 30 "stage 4 drops longer training utterances (seconds; Whisper: 30)"
 option zero_shot true "also decode and score the untrained Whisper (true/false)"
+option allow_pipes false "run wav.scp entries that are shell commands ('cmd ... |', Kaldi pipes) at stages 1 and 3; only for data you trust (true/false)"
 option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
 option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
@@ -76,6 +77,7 @@ done
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
 [ -z "$prepare_nproc" ] || [[ $prepare_nproc =~ ^[1-9][0-9]*$ ]] || die "--prepare_nproc must be a positive integer, got '$prepare_nproc'"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
+case "$allow_pipes" in true|false) ;; *) die "--allow_pipes must be true or false, got '$allow_pipes'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if [ -n "$method" ]; then
   asr_config=conf/train_${method}.yaml
@@ -184,11 +186,12 @@ mkdir -p exp/logs
 if runs 1; then
   stage_start 1 "data preparation (local/data.sh)"
   prepare_data() {
-    PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" "${local_data_opts_words[@]}" 9>&- \
+    LALORA_ALLOW_PIPES=$allow_pipes PYTHON=$python bash local/data.sh --corpus_dir "$corpus_dir" \
+      "${local_data_opts_words[@]}" 9>&- \
       2>&1 | tee exp/logs/stage1_data.log
   }
   # local/: the recipe's data script and what it reads (the synthesis script, sentence lists)
-  once data/.stage1.done "$corpus_dir ${local_data_opts_words[*]}" "data dirs already prepared (data/.stage1.done)" \
+  once data/.stage1.done "$corpus_dir ${local_data_opts_words[*]} $allow_pipes" "data dirs already prepared (data/.stage1.done)" \
     local -- prepare_data || die "data preparation failed; see exp/logs/stage1_data.log"
   stage_end 1
 fi
@@ -209,13 +212,13 @@ fi
 
 if runs 3; then
   stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
-  format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" \
+  format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" --allow_pipes "$allow_pipes" \
       2>&1 | tee "exp/logs/stage3_format_$(basename "$2").log"; }
   pairs=("data/$train_dump" "dump/raw/org/$train_dump" "data/$valid_set" "dump/raw/org/$valid_set")
   for t in $test_sets; do pairs+=("$(data_path "$t")" "dump/raw/$(dump_name "$t")"); done
   for (( i = 0; i < ${#pairs[@]}; i += 2 )); do
     src=${pairs[i]} dst=${pairs[i+1]}
-    once "$dst/.done" "16k" "$dst is complete" "$src" "listed:$src/wav.scp" -- format "$src" "$dst" \
+    once "$dst/.done" "16k $allow_pipes" "$dst is complete" "$src" "listed:$src/wav.scp" -- format "$src" "$dst" \
       || die "formatting $src failed; see exp/logs/stage3_format_$(basename "$dst").log"
   done
   stage_end 3

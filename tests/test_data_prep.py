@@ -181,3 +181,20 @@ def test_speed_perturbed_entries_need_no_opt_in(tmp_path):
     result = run_format(tmp_path / "sp", tmp_path / "dump")
     assert result.returncode != 0 and "wav.scp:1:" in result.stderr, result.stderr
     assert not planted.exists()
+
+
+@pytest.mark.parametrize("target", [".", "..", "sub/../..", "/"])
+def test_replace_dir_never_replaces_the_recipe_or_above(tmp_path, monkeypatch, target):
+    from espnet_lalora.datadir import DataDirError, replace_dir
+
+    recipe = tmp_path / "recipe"
+    (recipe / "sub").mkdir(parents=True)
+    (recipe / "keep.txt").write_text("precious")
+    monkeypatch.chdir(recipe)
+    new = recipe / "new.tmp"
+    new.mkdir()
+    with pytest.raises(DataDirError, match="refusing to replace this folder"):
+        replace_dir(new, Path(target))
+    assert (recipe / "keep.txt").read_text() == "precious" and new.is_dir()
+    replace_dir(new, Path("out"))  # a folder of its own is fine
+    assert (recipe / "out").is_dir() and not new.exists()

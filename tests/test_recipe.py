@@ -50,6 +50,7 @@ def run(recipe, *args, timeout=900):
     (["--test_sets", "test data/.."], "(the folder name of data/..) '..': must be a plain name"),
     (["--train_args", "--max_epoch '1"], "--train_args '--max_epoch '1': cannot be split into words"),
     (["--lang", "jp"], "--lang jp: not a Whisper language code"),
+    (["--allow_pipes", "yes"], "--allow_pipes must be true or false, got 'yes'"),
 ])
 def test_bad_options_fail_before_any_stage(recipe, args, message):
     result = run(recipe, *args)
