@@ -394,7 +394,9 @@ class LALoRAMethod(LoRAMethod):
 
 
 def build_model(args) -> nn.Module:
-    """The base model as asr_train builds it for stage 8 (same seed), without the adapter."""
+    """The base model as asr_train builds it for stage 8 (same seed), without the adapter. The
+    caller imports espnet_lalora.espnet_plugin first (as asr_train does), so that the batches
+    carry each utterance's own language prompt."""
     from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 
     from espnet2.tasks.asr import ASRTask  # the plugin's subclass builds the same model
