@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(not os.environ.get("LALORA_KILL_TEST"),
 
 
 def fresh_recipe(root: Path) -> Path:
+    root.mkdir(parents=True)
     for shared in ("local", "conf"):
         (root / shared).symlink_to(ROOT / shared)
     shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True,
