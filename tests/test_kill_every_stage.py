@@ -77,10 +77,12 @@ def test_kill_every_stage_then_rerun_gives_the_same_results(tmp_path):
     recipe = fresh_recipe(tmp_path / "killed")
     where = {}
     for stage in range(1, 13):
-        where[stage] = run_killed_in(recipe, stage, max(0.1, durations.get(stage, 0) / 2))
+        # early in the stage (a third of its reference time: the machine's load varies); stages
+        # 2 and 7 have no work in this recipe (no speed perturbation, raw LoRA has no stage 7)
+        where[stage] = run_killed_in(recipe, stage, max(0.2, durations.get(stage, 0) / 3))
     final = subprocess.run(command(), cwd=recipe, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr[-3000:]
     print("stage: kill landed", where, "reference durations (s)", durations)
-    assert sum(w == "inside" for w in where.values()) >= 9, where
+    assert all(where[s] == "inside" for s in (1, 3, 4, 5, 6, 8, 9, 10, 11, 12)), where
     assert results(recipe) == results(reference)
     assert len(results(recipe)) >= 3  # both models and the summary
