@@ -108,6 +108,7 @@ check_name() {
 check_name asr_tag "$asr_tag"
 check_name train_set "$train_set"
 check_name valid_set "$valid_set"
+check_name whisper_model "$whisper_model"
 [ -n "${test_sets// /}" ] || die "--test_sets is empty: give at least one test set"
 for t in $test_sets; do check_name "test_sets (the folder name of $t)" "$(basename "$t")"; done
 
