@@ -100,6 +100,17 @@ def zero_shot_config(asr_config, token_list, whisper_model=None) -> dict:
     return config
 
 
+def with_composed_config(argv, folder) -> list:
+    """``argv`` with a ``--config`` that names a ``base_config`` replaced by its composed copy,
+    written in ``folder`` (asr_train's parser reads one plain YAML file)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--config" and composes(argv[i + 1]):
+            write_config(load_config(argv[i + 1]), Path(folder) / "config.yaml")
+            argv[i + 1] = str(Path(folder) / "config.yaml")
+    return argv
+
+
 def parse_asr_train_args(argv):
     """(asr_train's parsed options, the words it does not know), its ``--config`` composed
     first: what stage 7 and stage 8 build their model and batches from."""
@@ -107,10 +118,5 @@ def parse_asr_train_args(argv):
 
     from espnet2.tasks.asr import ASRTask
 
-    argv = list(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        for i, arg in enumerate(argv[:-1]):
-            if arg == "--config" and composes(argv[i + 1]):
-                write_config(load_config(argv[i + 1]), Path(tmp) / "config.yaml")
-                argv[i + 1] = str(Path(tmp) / "config.yaml")
-        return ASRTask.get_parser().parse_known_args(argv)
+        return ASRTask.get_parser().parse_known_args(with_composed_config(argv, tmp))

@@ -16,7 +16,7 @@ from espnet_lalora.quiet import quiet_espnet_imports
 
 quiet_espnet_imports()
 
-from espnet_lalora.config import composes, load_config, parse_asr_train_args, write_config  # noqa: E402,E501
+from espnet_lalora.config import parse_asr_train_args, with_composed_config  # noqa: E402
 from espnet_lalora.espnet_plugin import ASRTask  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
 
@@ -41,12 +41,7 @@ def main(cmd=None):
         logging.getLogger().handlers.clear()  # ESPnet's main sets up its own logging
         cmd += ["--adapter_conf", f"{method.prepare_conf_key}={options.prepare_out.resolve()}"]
     with tempfile.TemporaryDirectory() as tmp:
-        for i, arg in enumerate(cmd[:-1]):
-            if arg == "--config" and composes(cmd[i + 1]):
-                composed = Path(tmp) / "config.yaml"
-                write_config(load_config(cmd[i + 1]), composed)
-                cmd[i + 1] = str(composed)
-        ASRTask.main(cmd=cmd)
+        ASRTask.main(cmd=with_composed_config(cmd, tmp))
 
 
 if __name__ == "__main__":
