@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from espnet_lalora.methods import get_method
-from espnet_lalora.methods.la_lora import (GradStats, build_model, make_selection, plot_selection,
-                                           train_batches, write_json)
+from espnet_lalora.methods.la_lora import GradStats, make_selection, plot_selection, write_json
+from espnet_lalora.methods.stage8 import build_model, train_batches
 from espnet_lalora.methods.lora import ALL_LINEARS, add_lora, candidate_modules
 from espnet_lalora.progress import Progress
 

@@ -1,5 +1,6 @@
 """Training-step cost of LoRA on Whisper base: this project's LoRA against HF PEFT's, loralib's
-(ESPnet's own ``lora`` adapter) and full fine-tuning, over the frozen floor (forward plus the
+(ESPnet's own ``lora`` adapter), S2-LoRA (its configuration), AdaLoRA (PEFT's layer at its
+configuration, with its regularizer and allocator update) and full fine-tuning, over the frozen floor (forward plus the
 activation-gradient backward, no trainable weight), side by side in one run; then the decoding
 time of the merged and unmerged model over the base model.
 
@@ -29,7 +30,7 @@ from espnet_lalora.methods.lora import block_linears
 from espnet_lalora.methods.lora_layer import lora_modules
 
 VARIANTS = ["floor", "this project", "this project, composed autograd", "peft", "loralib",
-            "full fine-tuning"]
+            "s2_lora", "adalora", "full fine-tuning"]
 RANK, ALPHA = 8, 16
 SECONDS = [3.0, 2.6, 3.4, 2.2]  # a batch of 4 short utterances, as the recipe's sorted batches
 TOKENS = 24
@@ -96,15 +97,33 @@ def build(variant, base, copy_base=True):
 
         espnet_lora(model, rank=RANK, alpha=ALPHA, dropout_rate=0.0, target_modules=names)
         freeze_except(model, lambda n: "lora_" in n)  # ESPnet leaves the base trainable
+    elif variant == "s2_lora":  # conf/train_s2_lora.yaml: shared pairs, rank 16, fused layer
+        method = get_method("s2_lora")
+        method.create_adapter(model, rank=16, alpha=16.0)
+        for m in model.modules():  # non-zero coefficients: the sparse state changes no cost
+            if hasattr(m, "lora_coeff"):
+                torch.nn.init.normal_(m.lora_coeff, std=0.1)
+    elif variant == "adalora":  # conf/train_adalora.yaml: PEFT's SVDLinear at init_r 12, with
+        # the orthogonality term in the loss and the allocator's update after every backward
+        method = get_method("adalora")
+        method.create_adapter(model, init_r=12, target_r=8, alpha=24.0, total_step=10_000)
+        model.bench_loss_term = method.loss_term(model)
+        counter = iter(range(1001, 10**6))
+        model.bench_after_backward = lambda: model._adalora_tuner.update_and_allocate(next(counter))
     elif variant == "full fine-tuning":
         freeze_except(model, lambda n: True)
     return model.train()
 
 
 def step(model, inputs):
+    """zero_grad, forward, backward, and a method's own per-step work (AdaLoRA's)."""
     model.zero_grad(set_to_none=True)
     loss = model(*inputs)
-    loss.backward()
+    term = getattr(model, "bench_loss_term", None)
+    (loss + term() if term else loss).backward()
+    after = getattr(model, "bench_after_backward", None)
+    if after:
+        after()
 
 
 def saved_bytes(model, inputs):
@@ -119,6 +138,7 @@ def saved_bytes(model, inputs):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = model(*inputs)
     loss.backward()
+    model.zero_grad(set_to_none=True)
     return sum(storages.values())
 
 

@@ -54,21 +54,39 @@ class ASRTask(espnet2.tasks.asr.ASRTask):
     @classmethod
     def build_optimizers(cls, args, model):
         optimizers = super().build_optimizers(args, model)
-        if getattr(args, "use_adapter", False):
-            hook = get_method(args.adapter).optimizer_step_hook(model)
+        if getattr(args, "use_adapter", False):  # only training builds optimizers
+            method = get_method(args.adapter)
+            hook = method.optimizer_step_hook(model, args)
             if hook is not None:
                 add_step_hook(optimizers[0], hook)
+            term = method.loss_term(model)
+            if term is not None:
+                add_loss_term(model, term, f"{method.name}_reg")
         return optimizers
 
 
 def add_step_hook(optimizer, hook):
-    """Call ``hook(step)`` after each optimizer step that happened: ESPnet's trainer (and AMP's
-    GradScaler) skip ``optimizer.step()`` when gradients are not finite, so skipped steps never
-    count; gradients are still there (the trainer zeroes them after the step)."""
-    steps = [0]
+    """Call ``hook(optimizer)`` after each optimizer step that happened: ESPnet's trainer (and
+    AMP's GradScaler) skip ``optimizer.step()`` when gradients are not finite, so skipped steps
+    never count; gradients are still there (the trainer zeroes them after the step)."""
+    return optimizer.register_step_post_hook(lambda opt, args, kwargs: hook(opt))
 
-    def after_step(opt, args, kwargs):
-        steps[0] += 1
-        hook(steps[0])
 
-    return optimizer.register_step_post_hook(after_step)
+def add_loss_term(model, term, stat_name: str):
+    """Add ``term()`` to the loss that ESPnet's model returns, in training only (validation
+    scores stay comparable across methods), and log it as ``stat_name``. The model's loss is
+    per-batch (ESPnet weights it by the batch size across DDP ranks), so a batch-independent
+    term added here enters the averaged loss once."""
+
+    def after_forward(module, inputs, output):
+        if not module.training:
+            return output
+        extra = term()
+        if isinstance(output, dict):
+            output = dict(output, loss=output["loss"] + extra,
+                          stats=dict(output["stats"], **{stat_name: extra.detach().reshape(1)}))
+            return output
+        loss, stats, weight = output
+        return loss + extra, dict(stats, **{stat_name: extra.detach().reshape(1)}), weight
+
+    return model.register_forward_hook(after_forward)

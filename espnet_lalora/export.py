@@ -20,6 +20,7 @@ from espnet_lalora.config import write_config
 from espnet_lalora.ct2_whisper import write_ct2_model
 from espnet_lalora.fileio import atomic_path, write_text_atomic
 from espnet_lalora.methods import method_of
+from espnet_lalora.methods.module_grid import write_rank_pattern
 from espnet_lalora.params import parameter_report
 from espnet_lalora.whisper_weights import prepare_ct2_model
 
@@ -92,6 +93,13 @@ def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
     log(f"{name}: {report['trainable']:,} trainable parameters "
         f"({report['trainable_percent_of_model']:.3f}% of {report['base_parameters']:,}) "
         f"in {report['adapted_modules']} adapted modules")
+
+    pattern = method.rank_pattern(model) if method is not None else None
+    if pattern is not None:
+        written = write_rank_pattern(name, pattern, out)
+        report["rank_pattern_kept"], report["rank_pattern_of"] = written["kept"], written["of"]
+        log(f"{name}: learned ranks {written['kept']} of {written['of']} kept "
+            f"(rank_pattern.json, rank_pattern.png)")
 
     adapter_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     save_atomic(adapter_state, out / "adapter" / "adapter.pth")

@@ -41,9 +41,11 @@ def whisper_skeleton(name: str) -> nn.Module:
 
 def raw_lora_parameters(model: nn.Module, rank: int = DEFAULT_RANK) -> int:
     """Raw LoRA's trainable count at ``rank`` on this model: r (in + out) per block Linear."""
-    return sum(rank * (m.in_features + m.out_features) for n, m in model.named_modules()
-               if isinstance(m, nn.Linear) and ".blocks." in n  # LoRALinear is a Linear too
-               and any(n.endswith("." + t) for t in ALL_LINEARS))
+    # LoRALinear is a Linear too; PEFT's layers (AdaLoRA) hold the Linear as ``.base_layer``.
+    names = {n.removesuffix(".base_layer"): m for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and ".blocks." in n}
+    return sum(rank * (m.in_features + m.out_features) for n, m in names.items()
+               if any(n.endswith("." + t) for t in ALL_LINEARS))
 
 
 def _module_type(name: str) -> str:

@@ -377,3 +377,101 @@ def test_la_bad_selection_and_budgets_are_refused(recipe, tmp_path):
         result = run(recipe, "--stage", "7", *LA, "--asr_config", la_config(tmp_path, budget))
         assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
         assert "Stage" not in result.stderr
+
+
+RANKED = ["--local_data_opts", TINY, "--nj", "1", "--zero_shot", "false",
+          "--inference_args", "--maxlenratio 0.3 --repetition_guard 0"]
+
+
+def test_s2_lora_trains_merges_and_writes_its_rank_pattern(recipe):
+    """``--method s2_lora`` through stages 1-12: the exact trainable count in the summary, the
+    learned pattern (JSON and heat map, linked from RESULTS.md) read from the model that stage 9
+    merged, and a merged model with the keys of a plain one."""
+    import torch
+
+    result = run(recipe, "--method", "s2_lora", *RANKED,
+                 "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    exp = recipe / "exp" / "asr_train_s2_lora"
+    pattern = json.loads((exp / "export" / "rank_pattern.json").read_text())
+    assert len(pattern["modules"]) == 96 and pattern["of"] == 96 * 16
+    state = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
+    nonzero = sum(int((v != 0).sum()) for k, v in state.items() if k.endswith(".lora_coeff"))
+    assert pattern["kept"] == nonzero > 0
+    assert (exp / "export" / "rank_pattern.png").stat().st_size > 10_000
+    assert "![rank_pattern](export/rank_pattern.png)" in (exp / "RESULTS.md").read_text()
+    summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "|asr_train_s2_lora|s2_lora|99,840|9.23|0.139|" in summary
+    merged = torch.load(exp / "export" / "merged" / "model.pth", map_location="cpu")
+    assert "encoder.encoders.blocks.0.attn.query.weight" in merged
+    assert not any("lora" in k or "coeff" in k for k in merged)
+    assert (exp / "decode_decode" / "test" / "score_cer" / "result.txt").is_file()
+
+
+def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_path):
+    """AdaLoRA under ESPnet's trainer: ranks are reallocated at every step of the budget
+    schedule (the log's budgets are PEFT's schedule, the kept ranks follow), the final budget is
+    reached; stage 8 killed after its first epoch resumes with the step count and the pattern
+    of the checkpoint; stages 9-12 merge, export and decode."""
+    import torch
+
+    config = config_copy("train_adalora.yaml", tmp_path / "adalora.yaml", "deltaT: 10 ",
+                         "deltaT: 1 ")
+    config.write_text(config.read_text().replace("tfinal_share: 0.3 ", "tfinal_share: 0.6 "))
+    exp = recipe / "exp" / "asr_train_adalora"
+    args = ["--asr_config", str(config), "--asr_tag", "train_adalora", *RANKED,
+            "--train_args", "--max_epoch 2 --batch_size 2 --num_workers 0"]
+    proc = subprocess.Popen(["./run.sh", "--python", sys.executable, "--stop_stage", "8", *args],
+                            cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not (exp / "1epoch.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (exp / "checkpoint.pth").exists() and not (exp / "2epoch.pth").exists()
+    result = run(recipe, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (exp / "train.log").read_text(errors="replace")
+    assert "The training was resumed using" in log
+    total = int(re.search(r"adalora: (\d+) optimizer steps", log).group(1))
+    per_epoch = total // 2
+    first, second = (torch.load(exp / f"{e}epoch.pth", map_location="cpu") for e in (1, 2))
+    assert (int(first["adalora_step"]), int(second["adalora_step"])) == (per_epoch, total)
+
+    peft_config = peft_schedule(total)
+    steps = [(int(s), int(b), int(k)) for s, b, k in
+             re.findall(r"adalora: step (\d+): budget (\d+), ranks kept (\d+)", log)]
+    expected = [s for s in range(total) if peft_config["tinit"] < s <= peft_config["final"]]
+    assert [s for s, _, _ in steps] == expected and len(expected) >= 3
+    for step, budget, kept in steps:
+        assert budget == peft_config["budget"](step) and kept == budget
+    assert steps[-1][1] == 8 * 96 and steps[0][1] < 12 * 96
+
+    def zeros(state):
+        return {k: (v == 0) for k, v in state.items() if k.endswith("lora_E.default")}
+
+    assert all(torch.equal(a, b) for a, b in zip(zeros(first).values(), zeros(second).values()))
+    pattern = json.loads((exp / "export" / "rank_pattern.json").read_text())
+    assert (pattern["kept"], pattern["of"]) == (8 * 96, 12 * 96)
+    assert len({m["rank"] for m in pattern["modules"]}) > 1  # ranks were moved between modules
+    summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "|asr_train_adalora|adalora|1,623,168|150.11|2.260|" in summary
+    assert (exp / "decode_decode" / "test" / "score_cer" / "result.txt").is_file()
+
+
+def peft_schedule(total):
+    """PEFT's budget schedule for the test config (init_r 12, target_r 8, shares 0.1 / 0.6)."""
+    from peft.tuners.adalora.layer import RankAllocator
+
+    from espnet_lalora.methods import get_method
+    from espnet_lalora.methods.adalora import schedule
+
+    config = get_method("adalora").parse_config({"tinit_share": 0.1, "tfinal_share": 0.6})
+    tinit, tfinal = schedule(config, total)
+    allocator = RankAllocator.__new__(RankAllocator)
+    allocator.peft_config = type("C", (), {"tinit": tinit, "tfinal": tfinal, "total_step": total,
+                                           "deltaT": 1})()
+    allocator.init_bgt, allocator.target_bgt = 12 * 96, 8 * 96
+    return {"tinit": tinit, "final": total - tfinal,
+            "budget": lambda step: allocator.budget_schedule(step)[0]}

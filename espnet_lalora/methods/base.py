@@ -113,14 +113,27 @@ class Method:
         """What is known of the trainable count before stage 7 has run (parameter report)."""
         return "chosen by stage 7"
 
-    def optimizer_step_hook(self, model: nn.Module):
-        """A function ``hook(step)`` to call after every optimizer step that really happened
-        (gradients still present; skipped non-finite steps never reach it), or None."""
+    def optimizer_step_hook(self, model: nn.Module, args):
+        """A function ``hook(optimizer)`` to call after every optimizer step that really happened
+        (gradients still present; skipped non-finite steps never reach it), or None. ``args``:
+        asr_train's options (epochs, batches: :func:`stage8.optimizer_steps`)."""
+        return None
+
+    def loss_term(self, model: nn.Module):
+        """A function returning a scalar tensor that training adds to ESPnet's loss (a
+        regularizer; reported as ``<method>_reg`` in the training log), or None."""
+        return None
+
+    def rank_pattern(self, model: nn.Module) -> Optional[Dict[str, dict]]:
+        """What a method with learned ranks learned, per adapted module: ``{"rank": kept rank,
+        "of": rank available, "l1": L1 norm of its coefficients}``. Stage 9 writes it as
+        ``export/rank_pattern.{json,png}``. None: the method has no learned ranks."""
         return None
 
     def plots(self, exp_dir: Path) -> List[Path]:
         """Figures of this method in an experiment dir, for the report (may be empty)."""
-        return []
+        png = exp_dir / "export" / "rank_pattern.png"
+        return [png] if png.is_file() else []
 
     # ---- ESPnet's adapter table calls this: create_adapter_fn(model=model, **adapter_conf)
     def create_adapter(self, model: nn.Module, **conf) -> nn.Module:

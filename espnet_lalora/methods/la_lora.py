@@ -21,7 +21,6 @@ scores equal those of one process on the same batches.
 import dataclasses
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -33,25 +32,15 @@ from espnet_lalora.methods.base import AdapterConfigError, MethodConfig
 from espnet_lalora.methods.lora import (ALL_LINEARS, LoRAMethod, LoRAOptions, add_lora,
                                         candidate_modules)
 from espnet_lalora.methods.lora_layer import is_lora_parameter, lora_modules
+from espnet_lalora.methods.module_grid import Panel, parse_module, plot_panels
+from espnet_lalora.methods.stage8 import build_model, init_distributed, train_batches
 
 DEFAULT_BUDGET = 0.1
 SELECT_BY = ("module", "layer")
-ENCODER_TYPES = ["attn.query", "attn.key", "attn.value", "attn.out", "mlp.0", "mlp.2"]
-DECODER_TYPES = ENCODER_TYPES[:4] + ["cross_attn.query", "cross_attn.key", "cross_attn.value",
-                                     "cross_attn.out"] + ENCODER_TYPES[4:]
-_NAME = re.compile(r"^(encoder|decoder)\..*\bblocks\.(\d+)\.(.+)$")
 
 
 class SelectionError(AdapterConfigError):
     pass
-
-
-def parse_module(name: str):
-    """``decoder.decoders.blocks.3.cross_attn.value`` -> ("decoder", 3, "cross_attn.value")"""
-    m = _NAME.match(name)
-    if not m:
-        raise SelectionError(f"{name}: not a module of a Whisper block")
-    return m.group(1), int(m.group(2)), m.group(3)
 
 
 def layer_of(name: str) -> str:
@@ -245,39 +234,11 @@ def load_selection(path: Union[str, Path], model: Optional[nn.Module] = None,
 # ---- the heat map
 def plot_selection(sel: dict, path: Path, title: str = ""):
     """Importance (log10) over layers x module types, encoder and decoder; chosen modules boxed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = sel["modules"]
-    parts = [("encoder", ENCODER_TYPES), ("decoder", DECODER_TYPES)]
-    values = [r["score"] for r in rows if r["score"] > 0]
-    vmin, vmax = (np.log10(min(values)), np.log10(max(values))) if values else (0, 1)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"wspace": 0.45})
-    for ax, (part, types) in zip(axes, parts):
-        layers = sorted({r["layer"] for r in rows if r["part"] == part})
-        grid = np.full((len(types), len(layers)), np.nan)
-        for r in rows:
-            if r["part"] == part and r["type"] in types:
-                grid[types.index(r["type"]), layers.index(r["layer"])] = (
-                    np.log10(r["score"]) if r["score"] > 0 else np.nan)
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
-        for r in rows:
-            if r["part"] == part and r["chosen"]:
-                y, x = types.index(r["type"]), layers.index(r["layer"])
-                ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec="red", lw=2.2))
-        ax.set_xticks(range(len(layers)), layers)
-        ax.set_yticks(range(len(types)), types)
-        ax.set_xlabel("layer (block)")
-        ax.set_title(part)
-    fig.colorbar(im, ax=axes, label="log10 importance (mean of A and B scores)")
-    fig.suptitle(title or (f"LA-LoRA importance; red: chosen ({sel['num_chosen']} modules, "
-                           f"{100 * sel['share']:.1f}% of raw LoRA's parameters)"))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    plot_panels([Panel(title or (f"LA-LoRA importance; red: chosen ({sel['num_chosen']} modules, "
+                                 f"{100 * sel['share']:.1f}% of raw LoRA's parameters)"),
+                       {r["name"]: r["score"] for r in sel["modules"]},
+                       "log10 importance (mean of A and B scores)", log=True,
+                       boxed=sel["chosen"])], path)
 
 
 # ---- the method: stage 7 runs the pass and writes the selection, stage 8 trains on it
@@ -391,43 +352,6 @@ class LALoRAMethod(LoRAMethod):
             f"{sel['num_candidates']} modules, {sel['chosen_params']:,} parameters = "
             f"{100 * sel['share']:.2f}% of raw LoRA (budget {config.budget}); wrote {out} and "
             f"{out.with_suffix('.png')}")
-
-
-def build_model(args) -> nn.Module:
-    """The base model as asr_train builds it for stage 8 (same seed), without the adapter. The
-    caller imports espnet_lalora.espnet_plugin first (as asr_train does), so that the batches
-    carry each utterance's own language prompt."""
-    from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
-
-    from espnet2.tasks.asr import ASRTask  # the plugin's subclass builds the same model
-
-    set_all_random_seed(args.seed)
-    return ASRTask.build_model(args)
-
-
-def train_batches(args, epoch: int = 1):
-    """ESPnet's training iterator for ``epoch``, as its trainer builds it (one process)."""
-    from espnet2.train.distributed_utils import DistributedOption
-
-    from espnet2.tasks.asr import ASRTask
-
-    factory = ASRTask.build_iter_factory(args, DistributedOption(distributed=False), mode="train")
-    return factory.build_iter(epoch)
-
-
-def init_distributed(ngpu: int):
-    """(rank, world size) under torchrun (WORLD_SIZE > 1: gloo on CPU, nccl on GPUs), else (0, 1)."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    dist.init_process_group(backend="nccl" if ngpu > 0 else "gloo")
-    if ngpu > 0:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    return dist.get_rank(), dist.get_world_size()
 
 
 METHODS = [LALoRAMethod()]

@@ -18,33 +18,44 @@ class LoRALinear(nn.Linear):
     from the base model. ``merge()`` folds the update into W (zero inference overhead)."""
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0):
-        if rank < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = base.in_features, base.out_features
-        self.weight, self.bias = base.weight, base.bias  # shared, not copied
+        self._wrap(base, rank, alpha, dropout)
         factory = dict(device=base.weight.device, dtype=base.weight.dtype)
         self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, **factory))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as loralib and PEFT
+
+    def _wrap(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        """Take over ``base``'s weight and bias (shared, not copied); no update parameters yet."""
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias
         self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.base_class = type(base)
 
+    def factors(self):
+        """(A, B) of the update ``scaling * B A``; a subclass may build them from other
+        parameters (S2-LoRA: shared A and B, its own coefficients)."""
+        return self.lora_A, self.lora_B
+
     def delta_weight(self) -> torch.Tensor:
-        return (self.lora_B @ self.lora_A) * self.scaling
+        lora_A, lora_B = self.factors()
+        return (lora_B @ lora_A) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self._base(x)
+        lora_A, lora_B = self.factors()
         no_dropout = not self.training or isinstance(self.lora_dropout, nn.Identity)  # eval: id
         if (no_dropout and x.dtype == self.weight.dtype
                 and not _autocast_enabled(x.device.type)):  # the common case, fused
-            return _LoRALinearFunction.apply(x, self.weight, self.bias, self.lora_A, self.lora_B,
+            return _LoRALinearFunction.apply(x, self.weight, self.bias, lora_A, lora_B,
                                              self.scaling)
-        h = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype)) * self.scaling
-        return self._base(x) + F.linear(h, self.lora_B.to(x.dtype))
+        h = F.linear(self.lora_dropout(x), lora_A.to(x.dtype)) * self.scaling
+        return self._base(x) + F.linear(h, lora_B.to(x.dtype))
 
     def _base(self, x):
         # Whisper's Linear casts its weights to the input's dtype (fp16 inference, AMP).
