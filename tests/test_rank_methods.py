@@ -194,3 +194,40 @@ def test_adalora_refuses_a_run_too_short_to_reallocate():
     assert schedule(config, 2) == (0, 1)  # the second step forces the final budget
     with pytest.raises(AdapterConfigError, match="the run has 1 optimizer steps"):
         schedule(config, 1)
+
+
+def test_step_hook_follows_espnets_real_optimizer_steps_only():
+    """ESPnet's own ``Trainer.train_one_epoch`` on three batches, the second with a non-finite
+    loss: the plugin's step hook (AdaLoRA's allocation, S2-LoRA's proximal step) runs after the
+    two real steps, with their gradients still present, and not after the skipped one."""
+    from espnet2.train.distributed_utils import DistributedOption
+    from espnet2.train.reporter import Reporter
+    from espnet2.train.trainer import Trainer
+
+    from espnet_lalora.espnet_plugin import ASRTask, add_step_hook
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(2))
+
+        def forward(self, x, **kwargs):
+            loss = (self.w * x).sum()
+            return loss[None], {"loss": loss.detach()[None]}, torch.tensor([1])
+
+    args = ASRTask.get_parser().parse_args(["--output_dir", "unused", "--grad_clip", "100"])
+    model = Toy()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    grads = []
+    add_step_hook(optimizer, lambda opt: grads.append(model.w.grad.tolist()))
+    batches = [(["a"], {"x": torch.tensor([1.0, 2.0])}),
+               (["b"], {"x": torch.tensor([float("nan"), 1.0])}),
+               (["c"], {"x": torch.tensor([3.0, 1.0])})]
+    reporter = Reporter()
+    reporter.set_epoch(1)
+    with reporter.observe("train") as sub:
+        Trainer.train_one_epoch(model=model, iterator=batches, optimizers=[optimizer],
+                                schedulers=[None], scaler=None, reporter=sub,
+                                summary_writer=None, options=Trainer.build_options(args),
+                                distributed_option=DistributedOption(distributed=False))
+    assert grads == [[1.0, 2.0], [3.0, 1.0]]

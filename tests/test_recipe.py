@@ -434,6 +434,7 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     log = (exp / "train.log").read_text(errors="replace")
     assert "The training was resumed using" in log
+    assert "adalora_reg=" in log  # the orthogonality term, added to ESPnet's loss and logged
     total = int(re.search(r"adalora: (\d+) optimizer steps", log).group(1))
     per_epoch = total // 2
     first, second = (torch.load(exp / f"{e}epoch.pth", map_location="cpu") for e in (1, 2))
