@@ -267,21 +267,28 @@ def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
     assert "|asr_train_lora|lora|1,081,344|100.00|1.506|" in summary
 
 
+def kill_after_first_epoch(recipe, exp, *args):
+    """Run the driver with ``args`` and kill it (the whole process group) once stage 8 has
+    written its first epoch into ``exp``."""
+    proc = subprocess.Popen(["./run.sh", "--python", sys.executable, *args], cwd=recipe,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not (exp / "1epoch.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (exp / "checkpoint.pth").exists()
+
+
 def test_killed_training_resumes_from_its_checkpoint(recipe):
     """Kill stage 8 after its first epoch; the re-run continues from the checkpoint."""
     exp = recipe / "exp" / "asr_train_lora"
     shutil.rmtree(exp, ignore_errors=True)
     args = ["--stage", "8", "--stop_stage", "8",
             "--train_args", "--max_epoch 2 --batch_size 4 --num_workers 0"]
-    proc = subprocess.Popen(["./run.sh", "--python", sys.executable, *args], cwd=recipe,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 600
-    while not (exp / "1epoch.pth").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (exp / "checkpoint.pth").exists() and not (exp / ".train.done").exists()
+    kill_after_first_epoch(recipe, exp, *args)
+    assert not (exp / ".train.done").exists()
     resumed = run(recipe, *args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the interrupted run (same inputs)" in resumed.stderr
@@ -421,15 +428,8 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     exp = recipe / "exp" / "asr_train_adalora"
     args = ["--asr_config", str(config), "--asr_tag", "train_adalora", *RANKED,
             "--train_args", "--max_epoch 2 --batch_size 2 --num_workers 0"]
-    proc = subprocess.Popen(["./run.sh", "--python", sys.executable, "--stop_stage", "8", *args],
-                            cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 600
-    while not (exp / "1epoch.pth").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (exp / "checkpoint.pth").exists() and not (exp / "2epoch.pth").exists()
+    kill_after_first_epoch(recipe, exp, "--stop_stage", "8", *args)
+    assert not (exp / "2epoch.pth").exists()
     result = run(recipe, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (exp / "train.log").read_text(errors="replace")
