@@ -15,7 +15,12 @@ for every block Linear m of the placement, g its sharing group (``sharing``):
   top-left slices that fit its shape.
 - ``none``: a pair per weight (no sharing; sparse per-weight coefficients only, an ablation).
 
-Initialization as AdaLoRA's: lambda = 0 (delta W = 0 at the start), A and B normal with std 0.02.
+Initialization: lambda = 0 (delta W = 0 at the start), A with orthonormal rows and B with
+orthonormal columns, so that a coefficient is a singular value of the update (in units of the
+scaling). AdaLoRA's own initialization (A and B normal with std 0.02) makes the update grow as the
+cube of the steps, too slowly for a few hundred steps (measured: docs/methods.md); the default
+``alpha`` (scaling 24 at rank 16) gives each coefficient's direction about the first-step size of a
+raw-LoRA direction (rank 8, alpha 16) under Adam.
 Sparsity: after every optimizer step, lambda <- sign(lambda) max(|lambda| - lr * sparsity_weight, 0)
 (the proximal step of an L1 penalty ``sparsity_weight * |lambda|_1`` at the step's learning rate,
 decoupled from Adam's moments as AdamW decouples weight decay), so unneeded coefficients are
@@ -68,8 +73,10 @@ class SharedFactors(nn.Module):
         for key, (out_features, in_features) in shapes.items():
             self.A[key] = nn.Parameter(torch.empty(rank, in_features, device=device, dtype=dtype))
             self.B[key] = nn.Parameter(torch.empty(out_features, rank, device=device, dtype=dtype))
-            nn.init.normal_(self.A[key], std=0.02)  # as AdaLoRA's P and Q
-            nn.init.normal_(self.B[key], std=0.02)
+            # Orthonormal rows of A and columns of B: lambda_m are then the singular values of
+            # a weight's update (over the scaling) at the start, and they move it at once.
+            nn.init.orthogonal_(self.A[key])
+            nn.init.orthogonal_(self.B[key])
 
 
 class S2LoRALinear(LoRALinear):
