@@ -99,7 +99,7 @@ def build(variant, base, copy_base=True):
         freeze_except(model, lambda n: "lora_" in n)  # ESPnet leaves the base trainable
     elif variant == "s2_lora":  # conf/train_s2_lora.yaml: shared pairs, rank 16, fused layer
         method = get_method("s2_lora")
-        method.create_adapter(model, rank=16, alpha=16.0)
+        method.create_adapter(model, rank=16, alpha=384.0)
         for m in model.modules():  # non-zero coefficients: the sparse state changes no cost
             if hasattr(m, "lora_coeff"):
                 torch.nn.init.normal_(m.lora_coeff, std=0.1)
