@@ -41,8 +41,10 @@ def plot_panels(panels: List[Panel], path: Path, title: Optional[str] = None):
     import numpy as np
 
     parts = [("encoder", ENCODER_TYPES), ("decoder", DECODER_TYPES)]
-    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.6 * len(panels)), squeeze=False,
-                             gridspec_kw={"wspace": 0.45, "hspace": 0.45})
+    height = 4.6 * len(panels)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, height), squeeze=False,
+                             gridspec_kw={"wspace": 0.45, "hspace": 0.45,
+                                          "top": 1 - 0.9 / height})  # room for the titles only
     for row, panel in zip(axes, panels):
         rows = [(*parse_module(n), v) for n, v in panel.values.items()]
         shown = [np.log10(v) if panel.log else v for *_, v in rows if v > 0 or not panel.log]
@@ -66,7 +68,7 @@ def plot_panels(panels: List[Panel], path: Path, title: Optional[str] = None):
             ax.set_title(f"{panel.title}: {part}" if len(panels) > 1 else part)
         fig.colorbar(im, ax=list(row), label=panel.label)
     if title or len(panels) == 1:
-        fig.suptitle(title or panels[0].title)
+        fig.suptitle(title or panels[0].title, y=1 - 0.15 / height)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
