@@ -43,7 +43,7 @@ def run(recipe, *args, timeout=900):
     (["--stage", "x"], "--stage must be a non-negative integer"),
     (["--nj"], "option --nj needs a value"),
     (["--zero_shot", "maybe"], "--zero_shot must be true or false"),
-    (["--method", "vo-lora"], "--method vo-lora: no conf/train_vo-lora.yaml; known: aw_lora bitfit"),
+    (["--method", "vo-lora"], "--method vo-lora: no conf/train_vo-lora.yaml; known: adalora aw_lora"),
     (["--asr_tag", "../../../../elsewhere"], "--asr_tag '../../../../elsewhere': must be a plain name"),
     (["--train_set", ""], "--train_set '': must be a plain name"),
     (["--valid_set", "dev/../../x"], "--valid_set 'dev/../../x': must be a plain name"),

@@ -6,4 +6,4 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/tools/install.sh"
 py=${LALORA_PYTHON:-${LALORA_VENV:-$root/.venv}/bin/python}
 cd "$root"
-exec "$py" -m pytest -q tests "$@"
+exec "$py" -m pytest -q --durations=12 tests "$@"  # the slowest tests: CI stays near 20 min
