@@ -251,20 +251,17 @@ def test_exports_hold_the_merged_weights_and_decode(recipe):
 
 
 def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
-    """``--method bitfit``: the biases alone train, stage 9 exports without merging, and the
-    summary has a row per method with its share of raw LoRA."""
-    result = run(recipe, "--method", "bitfit", "--stage", "7", "--zero_shot", "false",
-                 "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
-                 "--inference_args", "--maxlenratio 0.3 --repetition_guard 0")
+    """``--method bitfit``: the biases alone train, stage 9 exports without merging and reports
+    the count (the summary's rows per method: the S2-LoRA test)."""
+    result = run(recipe, "--method", "bitfit", "--stage", "7", "--stop_stage", "9",
+                 "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "nothing to merge" in result.stdout + result.stderr
     exp = recipe / "exp" / "asr_train_bitfit"
     params = (exp / "export" / "params.yaml").read_text()
     assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params
     assert (exp / "export" / "adapter" / "adapter.pth").stat().st_size < 1_000_000
-    summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert "|asr_train_bitfit|bitfit|75,776|7.01|0.105|" in summary
-    assert "|asr_train_lora|lora|1,081,344|100.00|1.506|" in summary
+    assert "percent_of_raw_lora: 7.00" in params  # 75,776 / 1,081,344 = 7.0076%
 
 
 def kill_after_first_epoch(recipe, exp, *args):
@@ -305,11 +302,11 @@ def test_changed_inputs_train_again_from_scratch(recipe):
     exp = recipe / "exp" / "asr_train_lora"
     before = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
     args = ["--stage", "8", "--stop_stage", "8", "--train_args",
-            "--max_epoch 2 --batch_size 4 --num_workers 0 --optim_conf lr=0.003"]
+            "--max_epoch 1 --batch_size 4 --num_workers 0 --optim_conf lr=0.003"]
     result = run(recipe, *args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "changed since it was trained" in result.stderr
-    assert "trained 2 epoch(s) in total; 2 in this run" in result.stderr
+    assert "trained 1 epoch(s) in total; 1 in this run" in result.stderr
     aside = list((recipe / "exp" / "superseded").glob("asr_train_lora_*"))
     assert len(aside) == 1 and (aside[0] / "2epoch.pth").exists()
     after = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
@@ -386,12 +383,13 @@ def test_la_bad_selection_and_budgets_are_refused(recipe, tmp_path):
         assert "Stage" not in result.stderr
 
 
-RANKED = ["--local_data_opts", TINY, "--nj", "1", "--zero_shot", "false",
+# ---- S2-LoRA and AdaLoRA from stage 7, on the tiny data that the end-to-end test built.
+RANKED = ["--stage", "7", "--zero_shot", "false",
           "--inference_args", "--maxlenratio 0.3 --repetition_guard 0"]
 
 
 def test_s2_lora_trains_merges_and_writes_its_rank_pattern(recipe):
-    """``--method s2_lora`` through stages 1-12: the exact trainable count in the summary, the
+    """``--method s2_lora`` through stages 7-12: the exact trainable count in the summary, the
     learned pattern (JSON and heat map, linked from RESULTS.md) read from the model that stage 9
     merged, and a merged model with the keys of a plain one."""
     import torch
@@ -408,7 +406,8 @@ def test_s2_lora_trains_merges_and_writes_its_rank_pattern(recipe):
     assert (exp / "export" / "rank_pattern.png").stat().st_size > 10_000
     assert "![rank_pattern](export/rank_pattern.png)" in (exp / "RESULTS.md").read_text()
     summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert "|asr_train_s2_lora|s2_lora|99,840|9.23|0.139|" in summary
+    assert "|asr_train_s2_lora|s2_lora|99,840|9.23|0.139|" in summary  # a row per method
+    assert "|asr_zero_shot_whisper_base|zero-shot|0|0.00|0.000|" in summary
     merged = torch.load(exp / "export" / "merged" / "model.pth", map_location="cpu")
     assert "encoder.encoders.blocks.0.attn.query.weight" in merged
     assert not any("lora" in k or "coeff" in k for k in merged)
@@ -419,7 +418,7 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     """AdaLoRA under ESPnet's trainer: ranks are reallocated at every step of the budget
     schedule (the log's budgets are PEFT's schedule, the kept ranks follow), the final budget is
     reached; stage 8 killed after its first epoch resumes with the step count and the pattern
-    of the checkpoint; stages 9-12 merge, export and decode."""
+    of the checkpoint; stage 9 merges and reports the pattern (the S2-LoRA test decodes)."""
     import torch
 
     config = config_copy("train_adalora.yaml", tmp_path / "adalora.yaml", "deltaT: 10 ",
@@ -427,8 +426,8 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     config.write_text(config.read_text().replace("tfinal_share: 0.3 ", "tfinal_share: 0.6 "))
     exp = recipe / "exp" / "asr_train_adalora"
     args = ["--asr_config", str(config), "--asr_tag", "train_adalora", *RANKED,
-            "--train_args", "--max_epoch 2 --batch_size 2 --num_workers 0"]
-    kill_after_first_epoch(recipe, exp, "--stop_stage", "8", *args)
+            "--stop_stage", "9", "--train_args", "--max_epoch 2 --batch_size 3 --num_workers 0"]
+    kill_after_first_epoch(recipe, exp, *args)
     assert not (exp / "2epoch.pth").exists()
     result = run(recipe, *args)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -444,7 +443,7 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     steps = [(int(s), int(b), int(k)) for s, b, k in
              re.findall(r"adalora: step (\d+): budget (\d+), ranks kept (\d+)", log)]
     expected = [s for s in range(total) if peft_config["tinit"] < s <= peft_config["final"]]
-    assert [s for s, _, _ in steps] == expected and len(expected) >= 3
+    assert [s for s, _, _ in steps] == expected and len(expected) >= 2
     for step, budget, kept in steps:
         assert budget == peft_config["budget"](step) and kept == budget
     assert steps[-1][1] == 8 * 96 and steps[0][1] < 12 * 96
@@ -456,9 +455,10 @@ def test_adalora_prunes_on_schedule_and_resumes_with_its_pattern(recipe, tmp_pat
     pattern = json.loads((exp / "export" / "rank_pattern.json").read_text())
     assert (pattern["kept"], pattern["of"]) == (8 * 96, 12 * 96)
     assert len({m["rank"] for m in pattern["modules"]}) > 1  # ranks were moved between modules
-    summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert "|asr_train_adalora|adalora|1,623,168|150.11|2.260|" in summary
-    assert (exp / "decode_decode" / "test" / "score_cer" / "result.txt").is_file()
+    params = (exp / "export" / "params.yaml").read_text()
+    assert "trainable: 1623168" in params and "rank_pattern_kept: 768" in params
+    merged = torch.load(exp / "export" / "merged" / "model.pth", map_location="cpu")
+    assert not any("lora" in k or "adalora" in k or "base_layer" in k for k in merged)
 
 
 def peft_schedule(total):
