@@ -37,10 +37,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from espnet_lalora.methods.base import AdapterConfigError, Method, MethodConfig, freeze_all_but
-from espnet_lalora.methods.lora import ALL_LINEARS, LoRAOptions, candidate_modules, check_rank
-from espnet_lalora.methods.lora_layer import LoRALinear, lora_modules, merge_lora
-from espnet_lalora.methods.lora_layer import _set_submodule
+from espnet_lalora.methods.base import AdapterConfigError, MethodConfig, freeze_all_but
+from espnet_lalora.methods.lora import ALL_LINEARS, LoRAMethod, LoRAOptions, candidate_modules
+from espnet_lalora.methods.lora_layer import LoRALinear, _set_submodule
 
 SHARING = ("shape", "sliced", "none")
 DEFAULT_S2_RANK = 16
@@ -116,52 +115,47 @@ def soft_threshold_(coeffs: List[torch.Tensor], threshold: float):
             c.copy_(c.sign() * (c.abs() - threshold).clamp_min(0))
 
 
-class S2LoRAMethod(Method):
-    name = "s2_lora"
-    description = ("shared A and B (one pair per weight shape), a sparse coefficient vector "
-                   "per adapted weight")
+class S2LoRAMethod(LoRAMethod):
+    """LoRAMethod's rank, config check and counts; its own layer, shared pairs and sparsity."""
+
     config_class = S2LoRAConfig
+
+    def __init__(self):
+        super().__init__("s2_lora", ALL_LINEARS, "shared A and B (one pair per weight shape), a "
+                         "sparse coefficient vector per adapted weight")
 
     def rank_of(self, config: S2LoRAConfig) -> int:
         return config.rank if config.rank is not None else DEFAULT_S2_RANK
 
-    def parse_config(self, conf):
-        config = super().parse_config(conf)
-        check_rank(self.rank_of(config), self.name)
-        return config
-
     def inject(self, model: nn.Module, config: S2LoRAConfig) -> None:
         rank = self.rank_of(config)
         alpha = float(config.alpha if config.alpha is not None else rank)
-        names = candidate_modules(model, list(config.target_modules or ALL_LINEARS))
+        names = candidate_modules(model, list(config.target_modules or self.targets))
         linears = {n: model.get_submodule(n) for n in names}
+        groups = {n: group_of(config.sharing, n, linear) for n, linear in linears.items()}
         shapes: Dict[str, Tuple[int, int]] = {}
         for name, linear in linears.items():
-            key = group_of(config.sharing, name, linear)
-            out_f, in_f = shapes.get(key, (0, 0))
-            shapes[key] = (max(out_f, linear.out_features), max(in_f, linear.in_features))
+            out_f, in_f = shapes.get(groups[name], (0, 0))
+            shapes[groups[name]] = (max(out_f, linear.out_features),
+                                    max(in_f, linear.in_features))
         weight = next(iter(linears.values())).weight
         shared = SharedFactors(shapes, rank, weight.device, weight.dtype)
         setattr(model, SHARED, shared)
         for name, linear in linears.items():
-            _set_submodule(model, name, S2LoRALinear(
-                linear, shared, group_of(config.sharing, name, linear), rank, alpha,
-                config.dropout_rate))
+            _set_submodule(model, name, S2LoRALinear(linear, shared, groups[name], rank, alpha,
+                                                     config.dropout_rate))
         freeze_all_but(model, self.adapter_parameter)
         logging.info(f"[espnet_lalora] s2_lora: rank {rank}, {len(shapes)} shared pair(s) "
                      f"({config.sharing}) for {len(names)} Linear layers, sparsity weight "
                      f"{config.sparsity_weight}")
 
     def merge(self, model: nn.Module) -> int:
-        count = merge_lora(model)  # needs the shared pairs: they go after
+        count = super().merge(model)  # needs the shared pairs: they go after
         delattr(model, SHARED)
         return count
 
     def adapter_parameter(self, name: str) -> bool:
         return name.startswith(SHARED + ".") or name.endswith(".lora_coeff")
-
-    def adapted_modules(self, model: nn.Module):
-        return {n: m.rank for n, m in lora_modules(model).items()}
 
     def optimizer_step_hook(self, model: nn.Module, args):
         weight = self.parse_config(args.adapter_conf).sparsity_weight
