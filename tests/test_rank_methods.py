@@ -52,6 +52,14 @@ def test_s2_trainable_count_is_exact(sharing, expected):
     assert len(set(id(m._shared[0]) for m in s2_modules(model).values())) == 1
 
 
+def test_s2_default_scaling_is_the_documented_one():
+    """Without ``alpha`` the scaling is conf/train_s2_lora.yaml's (384 / 16 = 24), not 1."""
+    for conf, scaling in (({}, 24.0), ({"rank": 8}, 24.0), ({"alpha": 16.0}, 1.0)):
+        model = whisper_skeleton("base")
+        get_method("s2_lora").create_adapter(model, **conf)
+        assert {m.scaling for m in s2_modules(model).values()} == {scaling}, conf
+
+
 def test_s2_starts_at_the_base_model_and_merges_exactly(s2_model, token_list):
     base = build_espnet_model(ROOT / "conf" / "whisper_base.yaml", token_list)
     assert merge_check(base.eval(), s2_model.eval()) == 0.0  # lambda = 0: delta W = 0

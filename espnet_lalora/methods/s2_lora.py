@@ -43,6 +43,7 @@ from espnet_lalora.methods.lora_layer import LoRALinear, _set_submodule
 
 SHARING = ("shape", "sliced", "none")
 DEFAULT_S2_RANK = 16
+DEFAULT_S2_SCALING = 24.0  # alpha / rank when alpha is not given (why: the module's docstring)
 SHARED = "s2_lora"  # the model attribute that holds the shared pairs
 
 
@@ -129,7 +130,7 @@ class S2LoRAMethod(LoRAMethod):
 
     def inject(self, model: nn.Module, config: S2LoRAConfig) -> None:
         rank = self.rank_of(config)
-        alpha = float(config.alpha if config.alpha is not None else rank)
+        alpha = float(config.alpha if config.alpha is not None else DEFAULT_S2_SCALING * rank)
         names = candidate_modules(model, list(config.target_modules or self.targets))
         linears = {n: model.get_submodule(n) for n in names}
         groups = {n: group_of(config.sharing, n, linear) for n, linear in linears.items()}
