@@ -25,7 +25,7 @@ there. Off when ``repetition_guard=0``.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -144,10 +144,15 @@ def _repeats(seq: Sequence[int], times: int, max_n: int = 16) -> bool:
 @torch.no_grad()
 def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_lengths: torch.Tensor,
                 prompts: List[List[int]], eot: int, options: DecodeOptions,
-                suppress: Optional[List[int]] = None, blank: Optional[List[int]] = None
-                ) -> List[Result]:
+                suppress: Optional[List[int]] = None, blank: Optional[List[int]] = None,
+                rows_hook: Optional[Callable[[List[int], int], None]] = None) -> List[Result]:
     """Decode a batch: ``audio`` (B, T, D) encoder outputs, ``prompts`` one token list each (all
-    the same length, e.g. <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>)."""
+    the same length, e.g. <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>).
+
+    ``rows_hook(utterances, group)`` is called before each decoder call with the batch indices
+    of the utterances in it, each ``group`` rows (language experts route each row by it)."""
+    if rows_hook is None:
+        rows_hook = lambda utterances, group: None  # noqa: E731
     device = audio.device
     batch, beam = audio.shape[0], options.beam_size
     prompt_len = len(prompts[0])
@@ -158,6 +163,7 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
     audio_mask = None
     if int(audio_lengths.min()) != audio.shape[1]:
         audio_mask = torch.arange(audio.shape[1], device=device)[None] < audio_lengths[:, None]
+    rows_hook(list(range(batch)), 1)
     cross = decoder.cross_kv(audio)
 
     suppress_mask = torch.zeros(decoder.d.token_embedding.num_embeddings, dtype=torch.bool,
@@ -232,6 +238,7 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
                 break
         last = torch.tensor([[s[-1] if scores[i] != float("-inf") else eot]
                              for i, s in enumerate(seqs)], device=device)
+        rows_hook(active, beam)
         logits, cache = decoder.step(last, prompt_len + step - 1, cache, cross, beam, audio_mask)
         logp = log_probs(logits, False)
         total = (scores[:, None] + logp).view(len(active), beam * vocab)

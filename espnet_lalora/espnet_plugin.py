@@ -52,6 +52,19 @@ class ASRTask(espnet2.tasks.asr.ASRTask):
         return parser
 
     @classmethod
+    def build_model(cls, args):
+        # Language experts without a language list: one expert per language of the training
+        # data. Set before the model is built, so ESPnet's config.yaml records the list.
+        if (getattr(args, "use_adapter", False) and args.adapter == "lang_experts"
+                and not (args.adapter_conf or {}).get("languages")
+                and getattr(args, "train_data_path_and_name_and_type", None)):
+            from espnet_lalora.methods.lang_experts import training_languages
+
+            args.adapter_conf = dict(args.adapter_conf or {},
+                                     languages=training_languages(args))
+        return super().build_model(args)
+
+    @classmethod
     def build_optimizers(cls, args, model):
         optimizers = super().build_optimizers(args, model)
         if getattr(args, "use_adapter", False):  # only training builds optimizers

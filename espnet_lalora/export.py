@@ -86,9 +86,9 @@ def save_atomic(obj, path: Path):
 def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
     config_path = asr_exp / "config.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    method, _ = method_of(config)
+    method, method_config = method_of(config)
     name = method.name if method is not None else "full"
-    model, _ = load_trained_model(config_path, asr_exp / checkpoint_name)
+    model, args = load_trained_model(config_path, asr_exp / checkpoint_name)
     report = parameter_report(model, method)
     log(f"{name}: {report['trainable']:,} trainable parameters "
         f"({report['trainable_percent_of_model']:.3f}% of {report['base_parameters']:,}) "
@@ -123,5 +123,8 @@ def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
     save_atomic(whisper_checkpoint, out / "whisper" / "model.pt")
     write_ct2_model(whisper_checkpoint, out / "ct2", prepare_ct2_model("base", log=log))
     log(f"wrote {out / 'ct2'} (CTranslate2: faster_whisper.WhisperModel)")
+    if method is not None:
+        report.update(method.export_more(model, args, config, method_config, out, save_atomic,
+                                         log))
     write_text_atomic(out / "params.yaml", yaml.safe_dump(report, sort_keys=False))
     return report

@@ -9,11 +9,21 @@ from espnet_lalora.quiet import quiet_espnet_imports
 
 
 def load_model(config, model_file, device):
+    """An ESPnet model from its config and weights; ``model_file`` may also be the
+    ``experts.pth`` of a language-expert bundle (its folder has ``experts.yaml``): the model is
+    then built from the config (base weights) and the experts loaded into it."""
+    from pathlib import Path
+
     quiet_espnet_imports()
     from espnet_lalora.espnet_plugin import ASRTask
 
     model_file = None if model_file in (None, "none", "None") else model_file
-    model, _ = ASRTask.build_model_from_file(config, model_file, device)
+    bundle = model_file is not None and (Path(model_file).parent / "experts.yaml").is_file()
+    model, _ = ASRTask.build_model_from_file(config, None if bundle else model_file, device)
+    if bundle:
+        from espnet_lalora.methods.lang_experts import load_bundle_into
+
+        load_bundle_into(model, Path(model_file).parent)
     return model.eval()
 
 
@@ -36,28 +46,68 @@ class WhisperTranscriber:
         self.suppress = whisper_suppress_tokens(self.whisper_tokenizer)
         self.blank = self.whisper_tokenizer.encode(" ") + [self.whisper_tokenizer.eot]
 
-    def prompt(self, lang, task="transcribe"):
+    def language_token(self, lang) -> int:
         t = self.whisper_tokenizer
         lang_token = t.tokenizer.convert_tokens_to_ids(f"<|{lang}|>")
         if lang_token not in t.all_language_tokens:
             raise ValueError(f"language {lang!r} is not a Whisper language code")
-        return [t.sot, lang_token, t.transcribe if task == "transcribe" else t.translate,
-                t.no_timestamps]
+        return lang_token
+
+    def prompt(self, lang, task="transcribe"):
+        """Whisper's prompt; ``lang`` None: no language token (a model trained without one)."""
+        t = self.whisper_tokenizer
+        head = [t.sot] if lang is None else [t.sot, self.language_token(lang)]
+        return head + [t.transcribe if task == "transcribe" else t.translate, t.no_timestamps]
+
+    # ---- language experts: the route of each row (an expert's index, NO_EXPERT or FUSED)
+    @property
+    def router(self):
+        return getattr(self.model, "lang_router", None)
+
+    def _route(self, routes):
+        if self.router is not None:
+            if any(r is None for r in routes):
+                raise ValueError("a language-expert model decodes with a route per utterance "
+                                 "(whisper_inference --route utt2lang or lid)")
+            self.router.mode = "route"
+            self.router.route = torch.as_tensor(routes, device=self.device)
 
     @torch.no_grad()
-    def encode(self, speech: np.ndarray) -> torch.Tensor:
+    def encode(self, speech: np.ndarray, route: int = None) -> torch.Tensor:
+        """Encoder output (T, D); ``route``: the expert (index) of a language-expert model."""
+        self._route([route])
         x = torch.from_numpy(speech).to(self.device)[None]
         enc, _ = self.model.encode(x, torch.tensor([x.shape[1]], device=self.device))
         return enc[0]
 
     @torch.no_grad()
-    def __call__(self, encoded, prompts, options):
+    def detect_language(self, encoded: torch.Tensor, candidates) -> str:
+        """Whisper's language identification: the most probable of ``candidates``' language
+        tokens after <|startoftranscript|> (one decoder step; a language-expert model uses no
+        expert for it: ``encoded`` comes from the base model, route NO_EXPERT)."""
+        from espnet_lalora.methods.lang_experts import NO_EXPERT
+
+        self._route([NO_EXPERT])
+        cross = self.decoder.cross_kv(encoded[None])
+        sot = torch.tensor([[self.whisper_tokenizer.sot]], device=self.device)
+        logits, _ = self.decoder.step(sot, 0, None, cross, 1)
+        ids = [self.language_token(lang) for lang in candidates]
+        return candidates[int(logits[0, ids].argmax())]
+
+    @torch.no_grad()
+    def __call__(self, encoded, prompts, options, routes=None):
+        """Decode a batch; ``routes``: each utterance's expert (language-expert models)."""
         from espnet_lalora.decoding import beam_search
 
         lengths = torch.tensor([e.shape[0] for e in encoded], device=self.device)
         audio = torch.nn.utils.rnn.pad_sequence(encoded, batch_first=True)
+        hook = None
+        if routes is not None and self.router is not None:
+            per_utt = torch.as_tensor(routes, device=self.device)
+            hook = lambda utts, group: self._route(  # noqa: E731
+                per_utt[utts].repeat_interleave(group))
         return beam_search(self.decoder, audio, lengths, prompts, self.whisper_tokenizer.eot,
-                           options, self.suppress, self.blank)
+                           options, self.suppress, self.blank, rows_hook=hook)
 
     def to_text(self, result):
         token_int = result.yseq[1:-1] if result.yseq[-1] == self.whisper_tokenizer.eot \

@@ -38,6 +38,7 @@ option allow_pipes false "run wav.scp entries that are shell commands ('cmd ... 
 option train_args "" "extra options for ESPnet's asr_train, e.g. '--max_epoch 2'"
 option inference_args "" "extra options for the decoder (python -m espnet_lalora.bin.whisper_inference --help)"
 option zero_shot_inference_args "--maxlenratio 0.1" "extra decoding options of the zero-shot model (30-s padded input: 1500 encoder frames)"
+option lid_decoding false "also decode every model with the language detected by Whisper instead of given (the language-unknown case; decode dirs *_lid) (true/false)"
 option prepared "" "methods with a stage 7 (la_lora): use this output of it (e.g. a la_selection.json made elsewhere) instead of running it"
 option prepare_nproc "" "processes for stage 7 (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
 option prepare_args "" "extra options of the method's stage 7, e.g. la_lora: '--steps 16'"
@@ -78,6 +79,7 @@ done
 [ -z "$prepare_nproc" ] || [[ $prepare_nproc =~ ^[1-9][0-9]*$ ]] || die "--prepare_nproc must be a positive integer, got '$prepare_nproc'"
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 case "$allow_pipes" in true|false) ;; *) die "--allow_pipes must be true or false, got '$allow_pipes'" ;; esac
+case "$lid_decoding" in true|false) ;; *) die "--lid_decoding must be true or false, got '$lid_decoding'" ;; esac
 runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if [ -n "$method" ]; then
   asr_config=conf/train_${method}.yaml
@@ -405,12 +407,26 @@ if runs 9; then
   stage_end 9
 fi
 
-# decode_model EXP CONFIG MODEL_FILE EXTRA_ARGS: every test set, per language (Whisper's language
-# token), nj jobs each, merged into EXP/decode_<inference_tag>/<test>/.
+# decode_plan EXP: what stage 10 decodes of EXP, one line each: @suffix<TAB>config<TAB>model<TAB>
+# options (decode dir EXP/decode_<inference_tag><suffix>). The method says which (language
+# experts: fusions and routed experts); --lid_decoding true adds the language-detected variants.
+decode_plan() {
+  if [ "$1" = "$zero_shot_exp" ]; then
+    printf '@\t%s\tnone\t%s\n' "$zero_shot_exp/config.yaml" "$zero_shot_inference_args"
+    [ "$lid_decoding" = false ] \
+      || printf '@_lid\t%s\tnone\t%s\n' "$zero_shot_exp/config.yaml" "$zero_shot_inference_args --detect_language true"
+  else
+    py -m espnet_lalora.bin.decode_plan --asr_exp "$1" --lid "$lid_decoding"
+  fi
+}
+decoded_exps() { echo "$asr_exp"; [ "$zero_shot" = false ] || echo "$zero_shot_exp"; }
+
+# decode_model EXP SUFFIX CONFIG MODEL_FILE EXTRA_ARGS: every test set, per language (Whisper's
+# language token), nj jobs each, merged into EXP/decode_<inference_tag><SUFFIX>/<test>/.
 decode_model() {
-  local exp=$1 config=$2 model_file=$3 extra=$4 t dir inputs
+  local exp=$1 suffix=$2 config=$3 model_file=$4 extra=$5 t dir inputs
   for t in $test_names; do
-    dir=$exp/decode_${inference_tag}/$t
+    dir=$exp/decode_${inference_tag}${suffix}/$t
     inputs=("dump/raw/$t" "$config" "$inference_config")
     [ "$model_file" = none ] || inputs+=("$model_file")
     once "$dir/.done" "$whisper_id $extra $lang" "$dir is complete" "${inputs[@]}" -- \
@@ -422,27 +438,38 @@ decode_model() {
 }
 
 if runs 10; then
-  stage_start 10 "decoding: fine-tuned (merged) model$([ "$zero_shot" = true ] && echo ' and zero-shot Whisper')"
-  decode_model "$asr_exp" "$asr_exp/export/merged/config.yaml" "$asr_exp/export/merged/model.pth" "$inference_args"
+  stage_start 10 "decoding: fine-tuned model(s)$([ "$zero_shot" = true ] && echo ' and zero-shot Whisper')"
   if [ "$zero_shot" = true ]; then
     py -m espnet_lalora.bin.make_zeroshot_config --asr_config "$train_config" --token_list "$token_list" \
       --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml" \
       || die "the zero-shot config failed (python -m espnet_lalora.bin.make_zeroshot_config --asr_config $train_config)"
-    decode_model "$zero_shot_exp" "$zero_shot_exp/config.yaml" none "$inference_args $zero_shot_inference_args"
   fi
+  for exp in $(decoded_exps); do
+    plan=$(decode_plan "$exp") || die "cannot list what to decode of $exp"
+    while IFS=$'\t' read -r suffix config model_file extra; do
+      [ -n "$config" ] || continue
+      suffix=${suffix#@}
+      log "decoding $exp/decode_${inference_tag}${suffix} ($([ "$model_file" = none ] && echo "$config" || echo "$model_file")${extra:+; $extra})"
+      decode_model "$exp" "$suffix" "$config" "$model_file" "$inference_args $extra"
+    done <<< "$plan"
+  done
   stage_end 10
 fi
 
 if runs 11; then
   stage_start 11 "scoring with sclite (CER and WER)"
-  for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
-    for t in $test_names; do
-      dir=$exp/decode_${inference_tag}/$t
-      [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
-      once "$dir/.score.done" "$lang" "$dir is scored" "dump/raw/$t/text" "dump/raw/$t/utt2lang" "$dir/text" -- \
-        py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
-          --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
-        || die "scoring $dir failed"
+  for exp in $(decoded_exps); do
+    plan=$(decode_plan "$exp") || die "cannot list what was decoded of $exp"
+    for suffix in $(cut -f1 <<< "$plan"); do
+      suffix=${suffix#@}
+      for t in $test_names; do
+        dir=$exp/decode_${inference_tag}${suffix}/$t
+        [ -f "$dir/text" ] || die "$dir/text is missing; run stage 10 first"
+        once "$dir/.score.done" "$lang" "$dir is scored" "dump/raw/$t/text" "dump/raw/$t/utt2lang" "$dir/text" -- \
+          py -m espnet_lalora.bin.score --ref "dump/raw/$t/text" --hyp "$dir/text" \
+            --utt2lang "dump/raw/$t/utt2lang" --lang "$lang" --out "$dir" \
+          || die "scoring $dir failed"
+      done
     done
   done
   stage_end 11
@@ -450,7 +477,7 @@ fi
 
 if runs 12; then
   stage_start 12 "report: RESULTS.md"
-  for exp in "$asr_exp" $([ "$zero_shot" = true ] && echo "$zero_shot_exp"); do
+  for exp in $(decoded_exps); do
     once "$exp/.report.done" "" "$exp/RESULTS.md is up to date" \
       "$exp"/decode_*/*/.score.done "$exp/export/params.yaml" -- \
       py -m espnet_lalora.bin.make_report --exp "$exp" || die "report for $exp failed"

@@ -3,7 +3,9 @@
 ``<out>/{text,token,token_int,score}`` as ESPnet's recipes lay them out.
 
 Whisper is told each utterance's language (``<|ja|><|transcribe|><|notimestamps|>``) from
-``utt2lang`` (or ``--lang``).
+``utt2lang`` (or ``--lang``), or detects it (``--inference_args "--detect_language true"``, or
+language experts' ``--route lid``): then ``<out>/lang`` holds the detected languages and
+``<out>/lid_accuracy.yaml`` how many match ``utt2lang``.
 """
 
 import argparse
@@ -109,6 +111,32 @@ def main(argv=None):
                 if utt:
                     merged[utt] = value.strip()
         write_map(args.out / name, merged)
+    detected = {}
+    for j, _, _ in jobs:
+        path = logdir / f"output.{j}" / "1best_recog" / "lang"
+        if path.is_file():
+            detected.update(read_map(path, "language"))
+    if detected:
+        write_map(args.out / "lang", detected)
+        write_lid_accuracy(detected, langs, args.out / "lid_accuracy.yaml")
+
+
+def write_lid_accuracy(detected, langs, path: Path):
+    """Language identification accuracy, overall and per true language."""
+    import yaml
+
+    from espnet_lalora.fileio import write_text_atomic
+
+    per_lang = {}
+    for utt, lang in detected.items():
+        right, total = per_lang.get(langs[utt], (0, 0))
+        per_lang[langs[utt]] = (right + (lang == langs[utt]), total + 1)
+    right = sum(r for r, _ in per_lang.values())
+    report = {"accuracy": round(100.0 * right / len(detected), 2), "right": right,
+              "total": len(detected),
+              "per_language": {lang: round(100.0 * r / t, 2)
+                               for lang, (r, t) in sorted(per_lang.items())}}
+    write_text_atomic(path, yaml.safe_dump(report, sort_keys=False))
 
 
 if __name__ == "__main__":

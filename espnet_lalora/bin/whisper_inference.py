@@ -3,7 +3,13 @@ beam search (see espnet_lalora.decoding). Inputs, options and outputs follow ESP
 ``asr_inference``: ``<output_dir>/1best_recog/{text,token,token_int,score}``.
 
 Each utterance is told its language (``--utt2lang`` or ``--lang``): Whisper's prompt
-``<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>``.
+``<|startoftranscript|><|lang|><|transcribe|><|notimestamps|>``; or the language is detected
+(``--detect_language true``, or ``--route lid`` for language experts) among ``--lid_languages``
+and written to ``1best_recog/lang``.
+
+Language experts (an ``experts.pth`` bundle as ``--asr_model_file``): ``--route utt2lang``
+decodes each utterance with its own language's expert, ``--route lid`` with the expert of the
+language that the base model detects; the utterances of a batch may mix languages.
 """
 
 import argparse
@@ -37,7 +43,27 @@ def get_parser():
     p.add_argument("--repetition_guard", type=int, default=4,
                    help="end a hypothesis repeating an n-gram this many times (0: off)")
     p.add_argument("--config", type=Path, help="an ESPnet decoding YAML (beam_size, maxlenratio)")
+    p.add_argument("--detect_language", type=_bool, default=False,
+                   help="ignore the given language: Whisper's language identification picks it "
+                        "among --lid_languages (the language-unknown case)")
+    p.add_argument("--lid_languages", default="",
+                   help="comma-separated candidates of the language identification (default: "
+                        "the languages of --utt2lang)")
+    p.add_argument("--route", default="none", choices=["none", "utt2lang", "lid"],
+                   help="language experts: the expert of the given (utt2lang) or the detected "
+                        "(lid, by the base model) language")
+    p.add_argument("--expert_fallback", default="error", choices=["error", "fused"],
+                   help="language experts: an utterance whose language has no expert is an "
+                        "error, or is decoded with the uniformly fused experts")
+    p.add_argument("--language_token", type=_bool, default=True,
+                   help="false: a prompt without a language token (a model trained without)")
     return p
+
+
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() == "true"
 
 
 def main(argv=None):
@@ -81,17 +107,49 @@ def main(argv=None):
     except ValueError as e:
         sys.exit(f"error: {e}")
 
+    lid = args.detect_language or args.route == "lid"
+    candidates = ([c for c in args.lid_languages.split(",") if c] if args.lid_languages
+                  else sorted({langs[k] for k in keys}))
+    try:
+        for lang in candidates:
+            check_language(lang, "--lid_languages")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
     device = "cuda" if args.ngpu > 0 else "cpu"
-    transcriber = WhisperTranscriber(load_model(args.asr_train_config, args.asr_model_file,
-                                                device), device)
+    try:
+        model = load_model(args.asr_train_config, args.asr_model_file, device)
+    except ValueError as e:
+        sys.exit(f"error: --asr_model_file {args.asr_model_file}: {e}")
+    transcriber = WhisperTranscriber(model, device)
+    router = transcriber.router
+    if (args.route != "none") != (router is not None):
+        sys.exit(f"error: --route {args.route} " + (
+            "needs a language-expert model (--asr_model_file .../export/experts/experts.pth)"
+            if router is None else "none: this is a language-expert model; decode it with "
+            "--route utt2lang or --route lid (or decode one of its merged exports)"))
+    from espnet_lalora.methods.lang_experts import FUSED
+
+    def expert_of(key, lang, source):
+        if lang in router.languages:
+            return router.languages.index(lang)
+        if args.expert_fallback == "fused":
+            return FUSED
+        sys.exit(f"error: {key}: language {lang!r} ({source}) has no expert (experts: "
+                 f"{', '.join(router.languages)}); add --expert_fallback fused to decode such "
+                 "utterances with the uniformly fused experts")
+
+    if args.route == "utt2lang":
+        for k in keys:
+            expert_of(k, langs[k], f"from {args.utt2lang or '--lang'}")
     options = DecodeOptions(beam_size=args.beam_size, maxlenratio=args.maxlenratio,
                             whisper_filters=args.whisper_filters,
                             repetition_guard=args.repetition_guard)
-    prompts = {k: transcriber.prompt(langs[k], args.task) for k in keys}
 
     progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
     start, audio_seconds = time.monotonic(), 0.0
     out = {name: {} for name in ("text", "token", "token_int", "score")}
+    detected = {}
     # Utterances of similar length are decoded together; each is encoded at its own length
     # (Whisper's encoder has no padding mask), the decoder masks the padding of the batch.
     try:
@@ -101,14 +159,29 @@ def main(argv=None):
     order = sorted(keys, key=lambda k: frames[k])
     for i in range(0, len(order), args.batch_size):
         batch = order[i:i + args.batch_size]
-        encoded = []
+        encoded, prompts, routes = [], [], []
         for key in batch:
             speech, rate = soundfile.read(wavs[key], dtype="float32")
             if rate != 16000 or speech.ndim != 1:
                 sys.exit(f"error: {wav_scp}: {key}: expected 16 kHz mono audio (stage 3 writes it)")
             audio_seconds += len(speech) / 16000
-            encoded.append(transcriber.encode(speech))
-        results = transcriber(encoded, [prompts[k] for k in batch], options)
+            lang, enc = langs[key], None
+            if lid:  # the language from the base model (no expert), as Whisper detects it
+                from espnet_lalora.methods.lang_experts import NO_EXPERT
+
+                enc = transcriber.encode(speech, NO_EXPERT if router is not None else None)
+                lang = detected[key] = transcriber.detect_language(enc, candidates)
+            route = None
+            if router is not None:
+                route = expert_of(key, lang, "detected" if lid else "given")
+                enc = transcriber.encode(speech, route)
+            elif enc is None:
+                enc = transcriber.encode(speech)
+            encoded.append(enc)
+            routes.append(route)
+            prompts.append(transcriber.prompt(lang if args.language_token else None, args.task))
+        results = transcriber(encoded, prompts, options,
+                              routes if router is not None else None)
         for key, result in zip(batch, results):
             text, tokens, token_int = transcriber.to_text(result)
             out["text"][key] = text
@@ -121,6 +194,12 @@ def main(argv=None):
     result_dir.mkdir(parents=True, exist_ok=True)
     for name, mapping in out.items():
         write_map(result_dir / name, mapping)
+    if detected:
+        write_map(result_dir / "lang", detected)
+        right = sum(detected[k] == langs[k] for k in detected)
+        print(f"language identification: {right}/{len(detected)} right "
+              f"({100.0 * right / len(detected):.1f}%) among {', '.join(candidates)}",
+              file=sys.stderr)
     print(f"decoded {len(keys)} utterances ({audio_seconds:.1f} s of audio) in {elapsed:.1f} s: "
           f"real-time factor {elapsed / max(audio_seconds, 1e-9):.3f}", file=sys.stderr)
 

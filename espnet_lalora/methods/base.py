@@ -130,6 +130,18 @@ class Method:
         ``export/rank_pattern.{json,png}``. None: the method has no learned ranks."""
         return None
 
+    def export_more(self, model: nn.Module, args, config: dict, method_config: MethodConfig,
+                    out: Path, save, log) -> dict:
+        """Stage 9 exports beyond the merged model (language experts: the expert bundle, one
+        model per language, the learned fusion); returns entries for ``params.yaml``."""
+        return {}
+
+    def decode_modes(self, exp_dir: Path, config: dict) -> List[tuple]:
+        """What stage 10 decodes of a trained experiment: ``(decode dir suffix, config, model
+        file, extra decoder options)``; by default the merged export, the language given."""
+        merged = exp_dir / "export" / "merged"
+        return [("", merged / "config.yaml", merged / "model.pth", "")]
+
     def plots(self, exp_dir: Path) -> List[Path]:
         """Figures of this method in an experiment dir, for the report (may be empty)."""
         png = exp_dir / "export" / "rank_pattern.png"
