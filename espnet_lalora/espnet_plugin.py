@@ -9,7 +9,7 @@ import espnet2.tasks.asr
 from espnet2.layers import create_adapter as _create_adapter
 from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
 
-from espnet_lalora.methods import adapter_table, get_method
+from espnet_lalora.methods import REGISTRY, adapter_table, get_method
 
 
 def _per_utterance_language(tokens2ids):
@@ -53,15 +53,10 @@ class ASRTask(espnet2.tasks.asr.ASRTask):
 
     @classmethod
     def build_model(cls, args):
-        # Language experts without a language list: one expert per language of the training
-        # data. Set before the model is built, so ESPnet's config.yaml records the list.
-        if (getattr(args, "use_adapter", False) and args.adapter == "lang_experts"
-                and not (args.adapter_conf or {}).get("languages")
-                and getattr(args, "train_data_path_and_name_and_type", None)):
-            from espnet_lalora.methods.lang_experts import training_languages
-
-            args.adapter_conf = dict(args.adapter_conf or {},
-                                     languages=training_languages(args))
+        # What the data tells the method (language experts: one per language of the training
+        # data), set before the model is built, so that ESPnet's config.yaml records it.
+        if getattr(args, "use_adapter", False) and args.adapter in REGISTRY:
+            REGISTRY[args.adapter].complete_config(args)
         return super().build_model(args)
 
     @classmethod

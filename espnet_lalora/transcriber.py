@@ -21,7 +21,7 @@ def load_model(config, model_file, device):
     bundle = model_file is not None and (Path(model_file).parent / "experts.yaml").is_file()
     model, _ = ASRTask.build_model_from_file(config, None if bundle else model_file, device)
     if bundle:
-        from espnet_lalora.methods.lang_experts import load_bundle_into
+        from espnet_lalora.methods.expert_layer import load_bundle_into
 
         load_bundle_into(model, Path(model_file).parent)
     return model.eval()
@@ -85,7 +85,7 @@ class WhisperTranscriber:
         """Whisper's language identification: the most probable of ``candidates``' language
         tokens after <|startoftranscript|> (one decoder step; a language-expert model uses no
         expert for it: ``encoded`` comes from the base model, route NO_EXPERT)."""
-        from espnet_lalora.methods.lang_experts import NO_EXPERT
+        from espnet_lalora.methods.expert_layer import NO_EXPERT
 
         self._route([NO_EXPERT])
         cross = self.decoder.cross_kv(encoded[None])

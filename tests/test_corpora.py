@@ -3,6 +3,7 @@ each recipe's stages 1-12 once (a few training steps, no zero-shot decoding), sh
 of its data dirs; the 4-hour sampler; the importer's and readers' errors on bad input."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -390,3 +391,79 @@ def test_commonvoice_subset_is_the_same_every_time(corpora):
                     for _ in range(2))
     assert [u.utt for u in first["train"]] == [u.utt for u in again["train"]]
     assert len(first["train"]) < 8  # the cap took some, not all
+
+
+def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tiny_whisper):
+    """``--method lang_experts`` in the custom recipe (ja, ko): one run trains both experts;
+    stage 9 writes the bundle, a model per language and the two fusions; stage 10 decodes the
+    fusions and the experts routed by the given and by the detected language, and the reports
+    have their rows and the language-identification accuracy. A student without language token
+    then trains on the experts' posteriors and decodes without one. The decoder refuses a test
+    language without expert, unless told to fall back to the fusion."""
+    import yaml
+
+    recipe, _, first = all_runs["custom"]
+    assert first.returncode == 0, first.output[-3000:]
+    env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
+    result = run(recipe, "--method", "lang_experts", "--stage", "7", *FAST, env=env)
+    assert result.returncode == 0, result.output[-3000:]
+    exp = recipe / "exp" / "asr_train_lang_experts"
+    export = exp / "export"
+    bundle = yaml.safe_load((export / "experts" / "experts.yaml").read_text())
+    assert bundle["languages"] == ["ja", "ko"] and bundle["rank"] == 8  # from utt2lang
+    for folder in ("expert_ja", "expert_ko", "fused_learned", "merged"):
+        assert (export / folder / "model.pth").is_file(), folder
+    weights = yaml.safe_load((export / "fusion_weights.json").read_text())
+    assert weights["granularity"] == "module" and len(weights["weights"]) == 16  # 1-layer model
+    assert (export / "expert_similarity.png").is_file() and (export / "fusion_weights.png").is_file()
+    for suffix in ("", "_fused_learned", "_routed", "_routed_lid"):
+        assert (exp / f"decode_decode{suffix}/test/score_cer/result.txt").is_file(), suffix
+    lid = yaml.safe_load((exp / "decode_decode_routed_lid/test/lid_accuracy.yaml").read_text())
+    assert lid["total"] == 2 and set(lid["per_language"]) == {"ja", "ko"}
+    results = (exp / "RESULTS.md").read_text()
+    assert "## Language identification" in results and "![fusion_weights]" in results
+    summary = (recipe / "exp" / "RESULTS.md").read_text()
+    params = yaml.safe_load((export / "params.yaml").read_text())
+    experts = f"{params['trainable']:,}"
+    assert f"|asr_train_lang_experts|decode_decode_routed|lang_experts|{experts}|{experts}|" \
+        in summary
+    assert f"|asr_train_lang_experts|decode_decode|lang_experts|{experts}|0|" in summary
+    assert f"|{lid['accuracy']:.1f}|" in summary.split("decode_decode_routed_lid|")[1]
+
+    # the decoder and a language without expert
+    test = recipe / "dump/raw/test"
+    utt2lang = recipe / "utt2lang.es"
+    utt2lang.write_text("".join(f"{line.split()[0]} es\n"
+                                for line in (test / "utt2lang").read_text().splitlines()))
+
+    def decode(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
+             "--asr_train_config", str(export / "experts/config.yaml"),
+             "--asr_model_file", str(export / "experts/experts.pth"),
+             "--data_path_and_name_and_type", f"{test / 'wav.scp'},speech,sound",
+             "--utt2lang", str(utt2lang), "--output_dir", str(recipe / "fallback"),
+             "--maxlenratio", "0.1", *extra], capture_output=True, text=True, env=env)
+
+    refused = decode("--route", "utt2lang")
+    assert refused.returncode != 0
+    assert "language 'es' (from " in refused.stderr and "has no expert (experts: ja, ko)" in \
+        refused.stderr and "--expert_fallback fused" in refused.stderr
+    assert not (recipe / "fallback").exists()
+    plain = decode()
+    assert plain.returncode != 0 and "--route none: this is a language-expert model" in \
+        plain.stderr
+    fallback = decode("--route", "utt2lang", "--expert_fallback", "fused")
+    assert fallback.returncode == 0, fallback.stderr[-2000:]
+    assert len((recipe / "fallback/1best_recog/text").read_text().splitlines()) == 2
+
+    # the distilled student, without language token
+    result = run(recipe, "--method", "lang_distill_nolang", "--stage", "7", *FAST, env=env)
+    assert result.returncode == 0, result.output[-3000:]
+    student = recipe / "exp" / "asr_train_lang_distill_nolang"
+    assert re.search(r"kd=\d", (student / "train.log").read_text())
+    prompts = [line.split()[1] for line in
+               (student / "decode_decode/test/token_int").read_text().splitlines()]
+    assert prompts == ["50359", "50359"]  # <|transcribe|> right after <|startoftranscript|>
+    params = yaml.safe_load((student / "export" / "params.yaml").read_text())
+    assert params["method"] == "lang_distill" and params["adapted_modules"] == 16

@@ -14,7 +14,7 @@ from conftest import build_espnet_model, config_copy
 
 from espnet_lalora.decoding import DecodeOptions
 from espnet_lalora.methods.base import AdapterConfigError
-from espnet_lalora.methods.lang_experts import (FUSED, NO_EXPERT, combine_bundles,
+from espnet_lalora.methods.expert_layer import (FUSED, NO_EXPERT, combine_bundles,
                                                 expert_modules, language_token_ids,
                                                 load_bundle_into, merge_with_weights,
                                                 save_bundle)
@@ -99,14 +99,14 @@ def transcriber(model):
 
 def test_mixed_language_batch_decodes_as_each_merged_expert_alone(model, transcriber, speech):
     """The per-row update (multi-LoRA serving) against plain merged weights: a batch mixing three
-    languages (beam 3, so the rows are regrouped as utterances finish) gives, per utterance, the
+    languages (beam 2, so the rows are regrouped as utterances finish) gives, per utterance, the
     tokens that its language's merged expert gives alone; another expert gives other tokens."""
     from espnet_lalora.transcriber import WhisperTranscriber
 
-    utts = ["en1", "ja1", "ko1", "en2", "ko2"]
+    utts = ["en1", "ja1", "ko1", "ko2"]
     langs = [speech[u][1] for u in utts]
     routes = [LANGS.index(lang) for lang in langs]
-    options = DecodeOptions(beam_size=3, maxlenratio=0.3, repetition_guard=0)
+    options = DecodeOptions(beam_size=2, maxlenratio=0.2, repetition_guard=0)
     encoded = [transcriber.encode(speech[u][0], r) for u, r in zip(utts, routes)]
     mixed = transcriber(encoded, [transcriber.prompt(lang) for lang in langs], options, routes)
     for lang in LANGS:

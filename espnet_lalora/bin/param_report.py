@@ -33,7 +33,12 @@ def report_for_config(path: Path, whisper_model=None, reference_rank=DEFAULT_RAN
             method, conf = method_of(config)
         else:
             return {"config": str(path), "method": method.name, "whisper_model": name,
-                    "note": method.prepare_note(conf)}
+                    "note": method.prepare_note(conf), "count": "chosen by stage 7",
+                    "hint": "(--prepared FILE)"}
+    note = method.count_note(conf) if method is not None else None
+    if note is not None:  # a count that depends on the data or on another run
+        return {"config": str(path), "method": method.name, "whisper_model": name,
+                "note": note, "count": "depends", "hint": ""}
     if method is not None:
         method.inject(model, conf)
     report = parameter_report(model, method, reference_rank)
@@ -57,9 +62,9 @@ def markdown(reports) -> str:
     lines = ["| config | method | Whisper | trainable | % of raw LoRA | % of model "
              "| adapted modules | by type (per layer type) |", "|" + " --- |" * 8]
     for r in reports:
-        if "note" in r:  # a method whose stage 7 has not run
+        if "note" in r:  # a count not known from the config alone (e.g. before stage 7)
             lines.append(f"| {Path(r['config']).name} | {r['method']} | {r['whisper_model']} | "
-                         f"chosen by stage 7 | {r['note']} | | | (--prepared FILE) |")
+                         f"{r['count']} | {r['note']} | | | {r['hint']} |")
             continue
         by_type = compact_types(r["adapted_by_type"])
         if r["trainable_bias_vectors"] and not r["adapted_modules"]:

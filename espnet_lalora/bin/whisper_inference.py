@@ -128,7 +128,7 @@ def main(argv=None):
             "needs a language-expert model (--asr_model_file .../export/experts/experts.pth)"
             if router is None else "none: this is a language-expert model; decode it with "
             "--route utt2lang or --route lid (or decode one of its merged exports)"))
-    from espnet_lalora.methods.lang_experts import FUSED
+    from espnet_lalora.methods.expert_layer import FUSED
 
     def expert_of(key, lang, source):
         if lang in router.languages:
@@ -167,7 +167,7 @@ def main(argv=None):
             audio_seconds += len(speech) / 16000
             lang, enc = langs[key], None
             if lid:  # the language from the base model (no expert), as Whisper detects it
-                from espnet_lalora.methods.lang_experts import NO_EXPERT
+                from espnet_lalora.methods.expert_layer import NO_EXPERT
 
                 enc = transcriber.encode(speech, NO_EXPERT if router is not None else None)
                 lang = detected[key] = transcriber.detect_language(enc, candidates)

@@ -113,6 +113,15 @@ class Method:
         """What is known of the trainable count before stage 7 has run (parameter report)."""
         return "chosen by stage 7"
 
+    def count_note(self, config: MethodConfig) -> Optional[str]:
+        """Why the trainable count cannot be known from the config alone (the parameter report
+        then prints this instead), or None."""
+        return None
+
+    def complete_config(self, args) -> None:
+        """Fill in ``args.adapter_conf`` what the training data tells (language experts: the
+        languages) before ESPnet builds the model and writes its config.yaml."""
+
     def optimizer_step_hook(self, model: nn.Module, args):
         """A function ``hook(optimizer)`` to call after every optimizer step that really happened
         (gradients still present; skipped non-finite steps never reach it), or None. ``args``:

@@ -13,7 +13,7 @@ from torch import nn
 
 from espnet_lalora.config import write_config
 from espnet_lalora.fileio import atomic_path
-from espnet_lalora.methods.lang_experts import (expert_modules, merge_with_weights, save_bundle)
+from espnet_lalora.methods.expert_layer import expert_modules, merge_with_weights, save_bundle
 from espnet_lalora.methods.module_grid import Panel, plot_panels
 from espnet_lalora.progress import Progress
 
@@ -35,8 +35,9 @@ def expert_similarity(model: nn.Module) -> dict:
 
 def dev_batches(args, batch_size: int = 8):
     """The dev set (``valid_data_path_and_name_and_type`` of the training config) as ESPnet's
-    inference iterator yields it: the same preprocessing (prompt, tokens) as validation."""
-    from espnet_lalora.espnet_plugin import ASRTask
+    inference iterator yields it: the same preprocessing (prompt, tokens) as validation (stage 9
+    has imported espnet_lalora.espnet_plugin, which gives each utterance its language prompt)."""
+    from espnet2.tasks.asr import ASRTask
 
     return ASRTask.build_streaming_iterator(
         data_path_and_name_and_type=args.valid_data_path_and_name_and_type, dtype="float32",
