@@ -30,7 +30,7 @@ from espnet_lalora.methods.lora import block_linears
 from espnet_lalora.methods.lora_layer import lora_modules
 
 VARIANTS = ["floor", "this project", "this project, composed autograd", "peft", "loralib",
-            "s2_lora", "adalora", "full fine-tuning"]
+            "s2_lora", "adalora", "lang_experts", "full fine-tuning"]
 RANK, ALPHA = 8, 16
 SECONDS = [3.0, 2.6, 3.4, 2.2]  # a batch of 4 short utterances, as the recipe's sorted batches
 TOKENS = 24
@@ -110,6 +110,11 @@ def build(variant, base, copy_base=True):
         model.bench_loss_term = method.loss_term(model)
         counter = iter(range(1001, 10**6))
         model.bench_after_backward = lambda: model._adalora_tuner.update_and_allocate(next(counter))
+    elif variant == "lang_experts":  # conf/train_lang_experts.yaml: 4 experts, and a batch
+        # mixing all four languages (each row its own expert: the gathered, batched path)
+        get_method("lang_experts").create_adapter(model, rank=RANK, alpha=ALPHA,
+                                                  languages=["en", "es", "ja", "ko"])
+        model.lang_router.route = torch.arange(len(SECONDS)) % 4
     elif variant == "full fine-tuning":
         freeze_except(model, lambda n: True)
     return model.train()

@@ -433,8 +433,6 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
     # the decoder and a language without expert
     test = recipe / "dump/raw/test"
     utt2lang = recipe / "utt2lang.es"
-    utt2lang.write_text("".join(f"{line.split()[0]} es\n"
-                                for line in (test / "utt2lang").read_text().splitlines()))
 
     def decode(*extra):
         return subprocess.run(
@@ -445,6 +443,13 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
              "--utt2lang", str(utt2lang), "--output_dir", str(recipe / "fallback"),
              "--maxlenratio", "0.1", *extra], capture_output=True, text=True, env=env)
 
+    lines = (test / "utt2lang").read_text().splitlines()
+    utt2lang.write_text(lines[0] + "\n")  # a test utterance missing from utt2lang
+    missing = decode("--route", "utt2lang")
+    assert missing.returncode != 0
+    assert "1 utterances lack audio or language" in missing.stderr and lines[1].split()[0] in \
+        missing.stderr
+    utt2lang.write_text("".join(f"{line.split()[0]} es\n" for line in lines))
     refused = decode("--route", "utt2lang")
     assert refused.returncode != 0
     assert "language 'es' (from " in refused.stderr and "has no expert (experts: ja, ko)" in \

@@ -406,8 +406,9 @@ def test_s2_lora_trains_merges_and_writes_its_rank_pattern(recipe):
     assert (exp / "export" / "rank_pattern.png").stat().st_size > 10_000
     assert "![rank_pattern](export/rank_pattern.png)" in (exp / "RESULTS.md").read_text()
     summary = (recipe / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert "|asr_train_s2_lora|s2_lora|99,840|9.23|0.139|" in summary  # a row per method
-    assert "|asr_zero_shot_whisper_base|zero-shot|0|0.00|0.000|" in summary
+    # a row per method and decoding: trainable, stored beside the base model at inference
+    assert "|asr_train_s2_lora|decode_decode|s2_lora|99,840|0|9.23|0.139||" in summary
+    assert "|asr_zero_shot_whisper_base|decode_decode|zero-shot|0|0|0.00|0.000||" in summary
     merged = torch.load(exp / "export" / "merged" / "model.pth", map_location="cpu")
     assert "encoder.encoders.blocks.0.attn.query.weight" in merged
     assert not any("lora" in k or "coeff" in k for k in merged)

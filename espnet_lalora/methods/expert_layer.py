@@ -133,16 +133,16 @@ class ExpertLoRALinear(LoRALinear):
         router = self._router
         if self.merged or (router.mode == "student" and self.has_student):
             return super().forward(x)
-        if router.mode == "fused":
+        route = router.route
+        if router.mode == "fused" or route is None:  # no route: what the model merges to
             lora_A, lora_B = self.expert_factors(router.weights(self.group, x.device))
             h = F.linear(x, lora_A.to(x.dtype)) * self.scaling
             return self._base(x) + F.linear(h, lora_B.to(x.dtype))
-        route = router.route
-        if route is None or route.shape[0] != x.shape[0]:
+        if route.shape[0] != x.shape[0]:
             raise RuntimeError(
-                f"lang_experts: the batch has {x.shape[0]} rows but the route "
-                f"{'is not set' if route is None else f'has {route.shape[0]}'}; set it with "
-                "model.lang_router.route_languages([...]) (training sets it from the transcript)")
+                f"lang_experts: the batch has {x.shape[0]} rows but the route has "
+                f"{route.shape[0]}; set it with model.lang_router.route_languages([...]) "
+                "(training sets it from the transcript)")
         # Multi-LoRA serving: each row's own expert, gathered (N x r x in), one batched product.
         x3 = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
         idx = route.clamp(min=0)
