@@ -81,13 +81,14 @@ class WhisperTranscriber:
         return enc[0]
 
     @torch.no_grad()
-    def detect_language(self, encoded: torch.Tensor, candidates) -> str:
+    def detect_language(self, encoded: torch.Tensor, candidates, route: int = None) -> str:
         """Whisper's language identification: the most probable of ``candidates``' language
-        tokens after <|startoftranscript|> (one decoder step; a language-expert model uses no
-        expert for it: ``encoded`` comes from the base model, route NO_EXPERT)."""
+        tokens after <|startoftranscript|> (one decoder step). A language-expert model detects
+        with ``route`` (NO_EXPERT: the base model; FUSED: the uniform fusion), the route that
+        ``encoded`` was computed with."""
         from espnet_lalora.methods.expert_layer import NO_EXPERT
 
-        self._route([NO_EXPERT])
+        self._route([NO_EXPERT if route is None else route])
         cross = self.decoder.cross_kv(encoded[None])
         sot = torch.tensor([[self.whisper_tokenizer.sot]], device=self.device)
         logits, _ = self.decoder.step(sot, 0, None, cross, 1)

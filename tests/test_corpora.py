@@ -416,7 +416,7 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
     weights = yaml.safe_load((export / "fusion_weights.json").read_text())
     assert weights["granularity"] == "module" and len(weights["weights"]) == 16  # 1-layer model
     assert (export / "expert_similarity.png").is_file() and (export / "fusion_weights.png").is_file()
-    for suffix in ("", "_fused_learned", "_routed", "_routed_lid"):
+    for suffix in ("", "_fused_learned", "_routed", "_routed_lid", "_routed_lid_fused"):
         assert (exp / f"decode_decode{suffix}/test/score_cer/result.txt").is_file(), suffix
     lid = yaml.safe_load((exp / "decode_decode_routed_lid/test/lid_accuracy.yaml").read_text())
     assert lid["total"] == 2 and set(lid["per_language"]) == {"ja", "ko"}

@@ -52,6 +52,9 @@ def get_parser():
     p.add_argument("--route", default="none", choices=["none", "utt2lang", "lid"],
                    help="language experts: the expert of the given (utt2lang) or the detected "
                         "(lid, by the base model) language")
+    p.add_argument("--lid_by", default="base", choices=["base", "fused"],
+                   help="language experts, --route lid: the model that detects the language: "
+                        "the base model (Whisper's own LID) or the uniformly fused experts")
     p.add_argument("--expert_fallback", default="error", choices=["error", "fused"],
                    help="language experts: an utterance whose language has no expert is an "
                         "error, or is decoded with the uniformly fused experts")
@@ -166,11 +169,14 @@ def main(argv=None):
                 sys.exit(f"error: {wav_scp}: {key}: expected 16 kHz mono audio (stage 3 writes it)")
             audio_seconds += len(speech) / 16000
             lang, enc = langs[key], None
-            if lid:  # the language from the base model (no expert), as Whisper detects it
+            if lid:  # Whisper's LID; language experts: by the base model or the fusion
                 from espnet_lalora.methods.expert_layer import NO_EXPERT
 
-                enc = transcriber.encode(speech, NO_EXPERT if router is not None else None)
-                lang = detected[key] = transcriber.detect_language(enc, candidates)
+                lid_route = None
+                if router is not None:
+                    lid_route = NO_EXPERT if args.lid_by == "base" else FUSED
+                enc = transcriber.encode(speech, lid_route)
+                lang = detected[key] = transcriber.detect_language(enc, candidates, lid_route)
             route = None
             if router is not None:
                 route = expert_of(key, lang, "detected" if lid else "given")

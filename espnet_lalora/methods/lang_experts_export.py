@@ -154,5 +154,8 @@ def decode_modes(exp: Path, config: dict) -> list:
     bundle = export / "experts"
     modes.append(("_routed", bundle / "config.yaml", bundle / "experts.pth", "--route utt2lang"))
     modes.append(("_routed_lid", bundle / "config.yaml", bundle / "experts.pth", "--route lid"))
+    # the language detected by the fused experts (fine-tuned on these languages), not the base
+    modes.append(("_routed_lid_fused", bundle / "config.yaml", bundle / "experts.pth",
+                  "--route lid --lid_by fused"))
     return modes
 
