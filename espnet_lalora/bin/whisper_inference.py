@@ -127,9 +127,9 @@ def main(argv=None):
     transcriber = WhisperTranscriber(model, device)
     router = transcriber.router
     if (args.route != "none") != (router is not None):
-        sys.exit(f"error: --route {args.route} " + (
+        sys.exit(f"error: --route {args.route}" + (" " if router is None else "") + (
             "needs a language-expert model (--asr_model_file .../export/experts/experts.pth)"
-            if router is None else "none: this is a language-expert model; decode it with "
+            if router is None else ": this is a language-expert model; decode it with "
             "--route utt2lang or --route lid (or decode one of its merged exports)"))
     from espnet_lalora.methods.expert_layer import FUSED
 

@@ -62,7 +62,7 @@ def learn_fusion(model: nn.Module, args, epochs: int, lr: float, log=print) -> d
     optimizer = torch.optim.Adam(router.fusion.parameters(), lr=lr)
     model.eval()  # Whisper has no dropout; eval keeps ESPnet's validation behaviour
     batches = list(dev_batches(args))
-    progress = Progress(epochs * len(batches), "learning fusion weights on the dev set")
+    progress = Progress(epochs * len(batches), "learning fusion weights on the dev set", "batch")
     history = []
     for epoch in range(epochs + 1):
         total, count = 0.0, 0
