@@ -19,7 +19,8 @@ from torch import nn
 
 from espnet_lalora.config import write_config
 from espnet_lalora.methods.lora import DEFAULT_RANK, LoRAOptions
-from espnet_lalora.methods.lora_layer import LoRALinear, _set_submodule, merge_lora
+from espnet_lalora.methods.lora_layer import (LoRALinear, _autocast_enabled, _LoRALinearFunction,
+                                              _set_submodule, merge_lora)
 
 EXPERT_PARAMETERS = (".experts_A", ".experts_B")
 NO_EXPERT, FUSED = -1, -2  # route values besides an expert's index: the base model, the fusion
@@ -46,8 +47,33 @@ class ExpertRouter(nn.Module):
         self.register_buffer("lang_tokens", torch.tensor(language_token_ids(self.languages)),
                              persistent=False)
         self.mode = "route"
-        self.route: Optional[torch.Tensor] = None
+        self.route = None
         self.fusion: Optional[nn.ParameterDict] = None
+
+    @property
+    def route(self) -> Optional[torch.Tensor]:
+        return self._route
+
+    @route.setter
+    def route(self, value: Optional[torch.Tensor]):
+        # Derived once per batch (not in each of the 96 layers): whether one expert serves the
+        # whole batch, and the per-row masks of the batched inference path.
+        self._route, self.single, self._masks = value, None, {}
+        if value is not None and value.numel():
+            first = int(value[0])
+            if first >= 0 and bool((value == first).all()):
+                self.single = first
+
+    def row_mask(self, rank: int, scaling: float, dtype) -> torch.Tensor:
+        """(N, E*rank): row n's weight on each expert's rank-1 components, times ``scaling``:
+        one-hot for its expert, 1/E for the fusion (FUSED), zero for the base (NO_EXPERT)."""
+        key = (rank, scaling, dtype)
+        if key not in self._masks:
+            route, n = self._route, len(self.languages)
+            weights = F.one_hot(route.clamp(min=0), n).to(dtype) * (route >= 0)[:, None]
+            weights[route == FUSED] = 1.0 / n
+            self._masks[key] = (weights * scaling).repeat_interleave(rank, dim=1)
+        return self._masks[key]
 
     def index(self, lang: str, what: str = "language") -> int:
         if lang not in self.languages:
@@ -143,6 +169,13 @@ class ExpertLoRALinear(LoRALinear):
                 f"lang_experts: the batch has {x.shape[0]} rows but the route has "
                 f"{route.shape[0]}; set it with model.lang_router.route_languages([...]) "
                 "(training sets it from the transcript)")
+        fast = x.dtype == self.weight.dtype and not _autocast_enabled(x.device.type)
+        if router.single is not None and fast:  # one expert for all rows: a plain LoRA
+            e = router.single
+            return _LoRALinearFunction.apply(x, self.weight, self.bias, self.experts_A[e],
+                                             self.experts_B[e], self.expert_scaling)
+        if fast and not torch.is_grad_enabled():  # decoding a mixed batch
+            return self._masked_forward(x)
         # Multi-LoRA serving: each row's own expert, gathered (N x r x in), one batched product.
         x3 = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
         idx = route.clamp(min=0)
@@ -160,6 +193,31 @@ class ExpertLoRALinear(LoRALinear):
             fused = F.linear(F.linear(x3, lora_A.to(x.dtype)) * self.scaling, lora_B.to(x.dtype))
             delta = delta + fused * fused_rows.to(x.dtype)[:, None, None]
         return self._base(x) + delta.reshape(*x.shape[:-1], -1)
+
+    def _masked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference on rows of mixed experts in two GEMMs over all experts' components
+        (E*r columns, each row masked to its own expert's): fewer, larger operations than a
+        gather per row, which matters in the decoder's one-token steps."""
+        n, r = self.experts_A.shape[:2]
+        rows = x.shape[0]
+        x2 = x.reshape(-1, self.in_features)
+        h = x2 @ self.experts_A.reshape(n * r, self.in_features).t()
+        mask = self._router.row_mask(r, self.expert_scaling, h.dtype)
+        h = h.view(rows, -1, n * r).mul_(mask[:, None, :]).view(-1, n * r)
+        y = torch.addmm(self.bias, x2, self.weight.t()) if self.bias is not None \
+            else x2 @ self.weight.t()
+        y.addmm_(h, self._experts_B_cat())
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def _experts_B_cat(self) -> torch.Tensor:
+        """experts_B as one (E*r x out) matrix, cached while the parameter is unchanged."""
+        key = (self.experts_B._version, self.experts_B.data_ptr())
+        cached = getattr(self, "_b_cat", None)
+        if cached is None or cached[0] != key:
+            n, out, r = self.experts_B.shape
+            cat = self.experts_B.detach().permute(0, 2, 1).reshape(n * r, out).contiguous()
+            object.__setattr__(self, "_b_cat", (key, cat))
+        return self._b_cat[1]
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
