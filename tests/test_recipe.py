@@ -294,6 +294,30 @@ def test_killed_training_resumes_from_its_checkpoint(recipe):
     assert (exp / "2epoch.pth").exists()
 
 
+def test_a_kill_while_saving_an_epoch_is_repaired_or_explained(tmp_path):
+    """Killed between ESPnet's checkpoint.pth and <N>epoch.pth: the snapshot is written again
+    from the checkpoint (else the resumed run fails when it averages); a truncated checkpoint
+    is refused with what to do."""
+    import torch
+
+    from espnet_lalora.bin.asr_train import repair_interrupted_run
+
+    model = {"w": torch.arange(6.0).reshape(2, 3)}
+    torch.save({"model": model, "reporter": {"epoch": 2, "stats": {}}}, tmp_path / "checkpoint.pth")
+    torch.save(model, tmp_path / "1epoch.pth")
+    repair_interrupted_run(tmp_path)  # the snapshot of epoch 2 was never written
+    assert torch.equal(torch.load(tmp_path / "2epoch.pth")["w"], model["w"])
+    data = (tmp_path / "2epoch.pth").read_bytes()
+    (tmp_path / "2epoch.pth").write_bytes(data[: len(data) // 2])  # killed while writing it
+    repair_interrupted_run(tmp_path)
+    assert torch.equal(torch.load(tmp_path / "2epoch.pth")["w"], model["w"])
+    data = (tmp_path / "checkpoint.pth").read_bytes()
+    (tmp_path / "checkpoint.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match="checkpoint.pth cannot be read.*Remove it"):
+        repair_interrupted_run(tmp_path)
+    assert (tmp_path / "1epoch.pth").exists() and (tmp_path / "2epoch.pth").exists()
+
+
 def test_changed_inputs_train_again_from_scratch(recipe):
     """After a finished run, a changed learning rate under the same experiment name: the old
     run is moved aside (said in the log), every epoch is trained again, the model differs."""

@@ -21,6 +21,36 @@ from espnet_lalora.espnet_plugin import ASRTask  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
 
 
+def repair_interrupted_run(output_dir: Path) -> None:
+    """ESPnet ends an epoch by writing checkpoint.pth, then <N>epoch.pth. A run killed between
+    the two (or during the second) leaves that snapshot missing or truncated, and the resumed
+    run would fail at its very end, when it averages the best epochs. The snapshot is exactly
+    the checkpoint's model, so it is written again from there. A truncated checkpoint cannot be
+    resumed: say so and what to do."""
+    import torch
+
+    checkpoint = output_dir / "checkpoint.pth"
+    if not checkpoint.exists():
+        return
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        epoch = int(state["reporter"]["epoch"])
+    except Exception as e:  # truncated zip, unpickling error, missing key
+        sys.exit(f"error: {checkpoint} cannot be read ({type(e).__name__}: {e}); the run was "
+                 f"probably killed while saving it. Remove it to train {output_dir} from epoch 1 "
+                 f"(or remove {output_dir} to start over).")
+    snapshot = output_dir / f"{epoch}epoch.pth"
+    if snapshot.exists():
+        try:
+            torch.load(snapshot, map_location="cpu", weights_only=False)
+            return
+        except Exception:
+            pass
+    torch.save(state["model"], snapshot)
+    print(f"[espnet_lalora] {snapshot.name} was missing or truncated (the run was killed while "
+          f"saving epoch {epoch}); written again from {checkpoint.name}", file=sys.stderr)
+
+
 def main(cmd=None):
     ours = argparse.ArgumentParser(add_help=False)
     ours.add_argument("--prepare_out", type=Path)
@@ -40,6 +70,12 @@ def main(cmd=None):
             sys.exit(f"error: {e}")
         logging.getLogger().handlers.clear()  # ESPnet's main sets up its own logging
         cmd += ["--adapter_conf", f"{method.prepare_conf_key}={options.prepare_out.resolve()}"]
+    resume = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    resume.add_argument("--output_dir", type=Path)
+    resume.add_argument("--resume", default="false")
+    known, _ = resume.parse_known_args(cmd)
+    if known.output_dir is not None and known.resume.lower() == "true":
+        repair_interrupted_run(known.output_dir)
     with tempfile.TemporaryDirectory() as tmp:
         ASRTask.main(cmd=with_composed_config(cmd, tmp))
 
