@@ -145,11 +145,13 @@ asr_exp=exp/asr_${asr_tag}
 # The config is checked once, composed (its base_config resolved) into the one file that ESPnet
 # reads, and asked for its method; the registry says whether the method has a stage 7.
 train_config=$asr_exp/asr_config.yaml
-train_method=unknown prepare_output=- prepare_key=- whisper_id=$whisper_model
+train_method=unknown prepare_output=- prepare_key=- whisper_id=$whisper_model method_inputs=()
 if uses_model; then
   info=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --compose_to "$train_config" \
     --print_info) || exit 1
-  read -r train_method prepare_output prepare_key <<< "$info"
+  read -r train_method prepare_output prepare_key method_more <<< "$info"
+  # what else training reads (a distilled student: its teacher), in stage 8's fingerprint
+  [ -z "$method_more" ] || IFS=$'\t' read -r -a method_inputs <<< "$method_more"
   # the weights by content: stages 6-10 are redone when they change under the same name
   whisper_id=$(py -m espnet_lalora.bin.stamp whisper-id "$whisper_model") || exit 1
 fi
@@ -355,7 +357,8 @@ move_aside_training() {
 
 if runs 8; then
   stage_start 8 "training ($train_method, ESPnet trainer) into $asr_exp"
-  train_inputs=("$train_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done")
+  train_inputs=("$train_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done"
+                "${method_inputs[@]}")
   prepared_args=()
   if $fold_prepare; then
     train_inputs+=("$prepared_file")

@@ -76,25 +76,36 @@ def tiny_whisper(tmp_path_factory):
     return folder
 
 
+# later runs in a recipe's tree, after its stages 1-12: "<recipe>/<method>" in all_runs
+FOLLOW_UPS = {"custom": [["--method", "lang_experts", "--stage", "7"],
+                         ["--method", "lang_distill_nolang", "--stage", "7"]]}
+
+
 @pytest.fixture(scope="module")
 def all_runs(corpora, tiny_whisper, tmp_path_factory):
-    """Stages 1-12 of every recipe on its fixture, the four runs side by side (one thread each:
-    the stages are mostly single-threaded start-up, so two cores run two recipes at once)."""
+    """Stages 1-12 of every recipe on its fixture, then its follow-up runs; the four recipes side
+    by side (one thread each: the stages are mostly single-threaded start-up, so two cores run
+    two recipes at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
-    procs = {}
-    for name, (fixture, opts, langs) in RECIPES.items():
-        recipe = copy_recipe(tmp_path_factory.mktemp(name), name)
-        procs[name] = (recipe, langs, subprocess.Popen(
-            ["./run.sh", "--python", sys.executable, "--corpus_dir", str(corpora[fixture]),
-             *opts, *FAST], cwd=recipe, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    runs = {}
-    for name, (recipe, langs, proc) in procs.items():
-        stdout, stderr = proc.communicate(timeout=900)
-        runs[name] = (recipe, langs, subprocess.CompletedProcess(proc.args, proc.returncode,
-                                                                 stdout, stderr))
-        runs[name][2].output = stdout + stderr
-    return runs
+
+    def runs_of(name, recipe):
+        fixture, opts, _ = RECIPES[name]
+        done = {name: run(recipe, "--corpus_dir", str(corpora[fixture]), *opts, *FAST, env=env)}
+        for args in FOLLOW_UPS.get(name, []):
+            if all(r.returncode == 0 for r in done.values()):
+                done[f"{name}/{args[1]}"] = run(recipe, *args, *FAST, env=env)
+        return done
+
+    recipes = {name: copy_recipe(tmp_path_factory.mktemp(name), name) for name in RECIPES}
+    with ThreadPoolExecutor(len(RECIPES)) as pool:
+        futures = {name: pool.submit(runs_of, name, recipe) for name, recipe in recipes.items()}
+        results = {}
+        for name, future in futures.items():
+            results.update(future.result())
+    return {key: (recipes[key.split("/")[0]], RECIPES[key.split("/")[0]][2], result)
+            for key, result in results.items()}
 
 
 @pytest.fixture(scope="module", params=list(RECIPES))
@@ -402,10 +413,11 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
     language without expert, unless told to fall back to the fusion."""
     import yaml
 
-    recipe, _, first = all_runs["custom"]
-    assert first.returncode == 0, first.output[-3000:]
+    recipe, _, result = all_runs["custom"]
+    assert result.returncode == 0, result.output[-3000:]
+    assert "custom/lang_experts" in all_runs, "the lang_experts run did not start"
     env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
-    result = run(recipe, "--method", "lang_experts", "--stage", "7", *FAST, env=env)
+    _, _, result = all_runs["custom/lang_experts"]
     assert result.returncode == 0, result.output[-3000:]
     exp = recipe / "exp" / "asr_train_lang_experts"
     export = exp / "export"
@@ -463,7 +475,7 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
     assert len((recipe / "fallback/1best_recog/text").read_text().splitlines()) == 2
 
     # the distilled student, without language token
-    result = run(recipe, "--method", "lang_distill_nolang", "--stage", "7", *FAST, env=env)
+    _, _, result = all_runs["custom/lang_distill_nolang"]
     assert result.returncode == 0, result.output[-3000:]
     student = recipe / "exp" / "asr_train_lang_distill_nolang"
     assert re.search(r"kd=\d", (student / "train.log").read_text())

@@ -261,3 +261,15 @@ def test_distillation_teacher_must_be_a_bundle(tmp_path):
     config = method.parse_config({"teacher": str(tmp_path)})
     with pytest.raises(AdapterConfigError, match="not an expert bundle"):
         method.inject(torch.nn.Module(), config)
+
+
+def test_the_teacher_is_an_input_of_the_students_training(capsys):
+    """The driver's stage-8 fingerprint covers what check_config lists after the method: the
+    teacher bundle of a student (retrained experts retrain the student), nothing for LoRA."""
+    from espnet_lalora.bin.check_config import main
+
+    recipe = Path(__file__).resolve().parents[1] / "egs2/mini_multi/asr1/conf"
+    main(["--asr_config", str(recipe / "train_lang_distill.yaml"), "--print_info"])
+    assert capsys.readouterr().out == "lang_distill - -\texp/asr_train_lang_experts/export/experts\n"
+    main(["--asr_config", str(recipe / "train_lora.yaml"), "--print_info"])
+    assert capsys.readouterr().out == "lora - -\n"

@@ -4,7 +4,8 @@
 
 ``--compose_to FILE`` writes the composed config that ESPnet reads. ``--print_info`` prints one
 line for the driver: the method (``full`` without an adapter), the file its stage 7 writes and
-the ``adapter_conf`` key stage 8 passes it in (``-`` where the method has no stage 7).
+the ``adapter_conf`` key stage 8 passes it in (``-`` where the method has no stage 7), then,
+tab-separated, what else training reads (``Method.train_inputs``: files stage 8's stamp covers).
 """
 
 import argparse
@@ -25,7 +26,7 @@ def main(argv=None):
     where = f"--asr_config {args.asr_config}"
     try:
         config = load_config(args.asr_config)
-        method, _ = method_of(config)
+        method, method_config = method_of(config)
     except ConfigError as e:
         sys.exit(f"error: --asr_config {e}")
     except AdapterConfigError as e:
@@ -36,7 +37,9 @@ def main(argv=None):
         if method is None:
             print("full - -")
         else:
-            print(method.name, method.prepare_output or "-", method.prepare_conf_key or "-")
+            inputs = "".join(f"\t{p}" for p in method.train_inputs(method_config))
+            print(f"{method.name} {method.prepare_output or '-'} {method.prepare_conf_key or '-'}"
+                  f"{inputs}")
 
 
 if __name__ == "__main__":

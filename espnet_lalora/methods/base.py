@@ -118,6 +118,12 @@ class Method:
         then prints this instead), or None."""
         return None
 
+    def train_inputs(self, config: MethodConfig) -> List[Path]:
+        """Files or folders that training reads besides the data and the config (language
+        distillation: its teacher's expert bundle). Stage 8's fingerprint covers them, so that a
+        changed teacher trains the student again."""
+        return []
+
     def complete_config(self, args) -> None:
         """Fill in ``args.adapter_conf`` what the training data tells (language experts: the
         languages) before ESPnet builds the model and writes its config.yaml."""

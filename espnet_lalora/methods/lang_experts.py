@@ -253,6 +253,9 @@ class LangDistillMethod(Method):
     def adapter_parameter(self, name: str) -> bool:
         return name.endswith((".lora_A", ".lora_B") + EXPERT_PARAMETERS)
 
+    def train_inputs(self, config):
+        return [Path(config.teacher)]
+
     def count_note(self, config):
         try:
             read_bundle(Path(config.teacher))
