@@ -25,7 +25,8 @@ option asr_config conf/train_lora.yaml "ESPnet training config (method, rank, op
 option method "" "shortcut for --asr_config conf/train_<method>.yaml (the method names: see conf/)"
 option inference_config conf/decode.yaml "decoding config (beam_size, maxlenratio, batch_size)"
 option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
-option asr_tag "" "experiment name suffix (default: the config's file name)"
+option asr_tag "" "experiment name suffix (default: the config's file name, and _seed<N> with --seed)"
+option seed "" "random seed of training: ESPnet's trainer (initialization, data order) and the method's stage 7; empty: the config's (conf/finetune.yaml: 2024)"
 option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
 option lang multi "language of data without utt2lang (ISO 639-1, e.g. ja); multi: read utt2lang"
 option speed_perturb_factors "" "e.g. '0.9 1.0 1.1'; empty: no speed perturbation"
@@ -106,7 +107,8 @@ check_name() {
   [[ $2 =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ && $2 != *..* ]] \
     || die "--$1 '$2': must be a plain name (letters, digits, '.', '_', '+', '-'; no '/', no '..', not empty): it names folders under data/, dump/ and exp/"
 }
-[ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml)
+[ -z "$seed" ] || [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
+[ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml)${seed:+_seed$seed}
 check_name asr_tag "$asr_tag"
 check_name train_set "$train_set"
 check_name valid_set "$valid_set"
@@ -130,6 +132,8 @@ except ValueError as e:
   rm -f "$words"
 }
 for name in train_args prepare_args local_data_opts; do split_args "$name"; done
+# after --train_args, so that --seed wins; stage 7 reads the same options
+[ -z "$seed" ] || train_args_words+=(--seed "$seed")
 if [ "$lang" != multi ]; then
   py -c 'import sys; from espnet_lalora.whisper_langs import check_language as c; c(sys.argv[1], "--lang")' \
     "$lang" 2>/dev/null || die "--lang $lang: not a Whisper language code (e.g. ja, ko, en), nor multi (read utt2lang)"
