@@ -219,17 +219,20 @@ if runs 2; then
   stage_end 2
 fi
 
+# format_set SRC DST: a data dir as 16 kHz mono WAV with its text (stage 3; stage 10 for a test
+# set first given after stage 3 ran).
+format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" --allow_pipes "$allow_pipes" \
+    2>&1 | tee "exp/logs/stage3_format_$(basename "$2").log"; }
+format_set() {
+  once "$2/.done" "16k $allow_pipes" "$2 is complete" "$1" "listed:$1/wav.scp" -- format "$1" "$2" \
+    || die "formatting $1 failed; see exp/logs/stage3_format_$(basename "$2").log"
+}
+
 if runs 3; then
   stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
-  format() { py -m espnet_lalora.bin.format_data --data "$1" --out "$2" --nj "$nj" --allow_pipes "$allow_pipes" \
-      2>&1 | tee "exp/logs/stage3_format_$(basename "$2").log"; }
-  pairs=("data/$train_dump" "dump/raw/org/$train_dump" "data/$valid_set" "dump/raw/org/$valid_set")
-  for t in $test_sets; do pairs+=("$(data_path "$t")" "dump/raw/$(dump_name "$t")"); done
-  for (( i = 0; i < ${#pairs[@]}; i += 2 )); do
-    src=${pairs[i]} dst=${pairs[i+1]}
-    once "$dst/.done" "16k $allow_pipes" "$dst is complete" "$src" "listed:$src/wav.scp" -- format "$src" "$dst" \
-      || die "formatting $src failed; see exp/logs/stage3_format_$(basename "$dst").log"
-  done
+  format_set "data/$train_dump" "dump/raw/org/$train_dump"
+  format_set "data/$valid_set" "dump/raw/org/$valid_set"
+  for t in $test_sets; do format_set "$(data_path "$t")" "dump/raw/$(dump_name "$t")"; done
   stage_end 3
 fi
 
@@ -451,6 +454,13 @@ if runs 10; then
       --whisper_model "$whisper_model" --out "$zero_shot_exp/config.yaml" \
       || die "the zero-shot config failed (python -m espnet_lalora.bin.make_zeroshot_config --asr_config $train_config)"
   fi
+  for t in $test_sets; do
+    dir=dump/raw/$(dump_name "$t")
+    [ -f "$dir/.done" ] && continue
+    [ -d "$(data_path "$t")" ] || die "--test_sets $t: no data dir at $(data_path "$t") (and $dir was not made by stage 3)"
+    log "$dir was not formatted by stage 3 (test set $t given later): formatting it now"
+    format_set "$(data_path "$t")" "$dir"
+  done
   for exp in $(decoded_exps); do
     plan=$(decode_plan "$exp") || die "cannot list what to decode of $exp"
     while IFS=$'\t' read -r suffix config model_file extra; do

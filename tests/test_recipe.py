@@ -250,6 +250,34 @@ def test_exports_hold_the_merged_weights_and_decode(recipe):
     assert len(rows) == 3 and "| 2/2 |" in rows[0], out.stdout
 
 
+def test_a_test_set_given_after_stage_3_is_formatted_at_stage_10(recipe, tmp_path):
+    """A Kaldi data dir first named at ``--stage 10``: formatted on demand, decoded, scored; a
+    path with no data dir is named in the error."""
+    later = tmp_path / "later_set"
+    later.mkdir()
+    source = recipe / "data" / "test"
+    keep = sorted(read_utts(source / "utt2lang"))[:2]
+    for name in ("wav.scp", "text", "utt2spk", "utt2lang"):
+        lines = (source / name).read_text(encoding="utf-8").splitlines()
+        (later / name).write_text("".join(f"{line}\n" for line in lines
+                                          if line.split()[0] in keep), encoding="utf-8")
+    args = ["--stage", "10", "--stop_stage", "11", "--zero_shot", "false",
+            "--inference_args", "--maxlenratio 0.3"]
+    result = run(recipe, *args, "--test_sets", str(later))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dump/raw/later_set was not formatted by stage 3" in result.stderr
+    decode = recipe / "exp/asr_train_lora/decode_decode/later_set"
+    assert sorted(read_utts(decode / "text")) == keep
+    assert (decode / "score_cer" / "result.txt").is_file()
+    missing = run(recipe, *args, "--test_sets", str(tmp_path / "nowhere"))
+    assert missing.returncode != 0
+    assert f"--test_sets {tmp_path / 'nowhere'}: no data dir at" in missing.stderr
+
+
+def read_utts(path):
+    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
     """``--method bitfit``: the biases alone train, stage 9 exports without merging and reports
     the count (the summary's rows per method: the S2-LoRA test)."""
