@@ -6,6 +6,19 @@ import numpy as np
 import pytest
 import soundfile
 
+# The longest files first (stable: a file's own order is kept, its tests may build on each other):
+# `tools/test.sh` runs the files on two pytest-xdist workers, each file on one worker, and the
+# suite ends soonest when the two long ones start at once.
+LONG_FILES = ["test_recipe.py", "test_corpora.py", "test_decoding.py", "test_lang_experts.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+    items.sort(key=rank)
+
+
 # Short sentences written for these tests, read by espeak-ng: {id: (language, voice, text)}.
 UTTERANCES = {
     "en1": ("en", "en", "The weather is mild and the river runs slowly today."),

@@ -6,4 +6,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/tools/install.sh"
 py=${LALORA_PYTHON:-${LALORA_VENV:-$root/.venv}/bin/python}
 cd "$root"
-exec "$py" -m pytest -q --durations=12 tests "$@"  # the slowest tests: CI stays near 20 min
+# Two workers (pytest-xdist), each test file on one of them: most of the suite is recipe runs
+# whose single-threaded start-ups leave a core idle. LALORA_TEST_WORKERS=0: one process.
+workers=${LALORA_TEST_WORKERS:-2}
+parallel=()
+[ "$workers" -le 1 ] || parallel=(-n "$workers" --dist loadfile)
+exec "$py" -m pytest -q --durations=12 "${parallel[@]}" tests "$@"  # the slowest: CI near 20 min
