@@ -24,6 +24,7 @@ LANGS = ["en", "ja", "ko"]
 
 
 def experts_model(token_list, langs=LANGS, *extra):
+    torch.manual_seed(0)  # the same model whatever ran before in this process
     model = build_espnet_model(ROOT / "conf" / "train_lang_experts.yaml", token_list,
                                "--adapter_conf", f"languages=[{','.join(langs)}]",
                                "--encoder_conf", "do_pad_trim=false", *extra)
@@ -80,8 +81,11 @@ def test_training_routes_each_utterance_to_its_own_expert(model, speech):
     for g_mixed, g_ja, g_ko in zip(mixed, alone_ja, alone_ko):
         assert float(g_mixed[0].abs().max()) == 0.0  # en: not in the batch
         assert float(g_ja[1].abs().max()) > 0
-        torch.testing.assert_close(g_mixed[1], g_ja[1] / 2, rtol=1e-3, atol=1e-4)
-        torch.testing.assert_close(g_mixed[2], g_ko[2] / 2, rtol=1e-3, atol=1e-4)
+        # the batch of two runs other GEMM shapes through 12 blocks: float32 rounding differs
+        # by up to ~1e-4 of the gradient's scale (measured over seeds); a misrouted row would
+        # differ by its whole size
+        for got, alone in ((g_mixed[1], g_ja[1] / 2), (g_mixed[2], g_ko[2] / 2)):
+            torch.testing.assert_close(got, alone, rtol=0, atol=1e-3 * float(alone.abs().max()))
 
 
 def test_a_language_without_expert_in_training_is_named(model, speech):
