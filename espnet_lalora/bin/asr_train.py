@@ -29,6 +29,8 @@ def repair_interrupted_run(output_dir: Path) -> None:
     resumed: say so and what to do."""
     import torch
 
+    from espnet_lalora.fileio import atomic_path
+
     checkpoint = output_dir / "checkpoint.pth"
     if not checkpoint.exists():
         return
@@ -46,7 +48,8 @@ def repair_interrupted_run(output_dir: Path) -> None:
             return
         except Exception:
             pass
-    torch.save(state["model"], snapshot)
+    with atomic_path(snapshot) as tmp:  # a second kill now leaves the old file, not half a new one
+        torch.save(state["model"], tmp)
     print(f"[espnet_lalora] {snapshot.name} was missing or truncated (the run was killed while "
           f"saving epoch {epoch}); written again from {checkpoint.name}", file=sys.stderr)
 
