@@ -82,20 +82,25 @@ FOLLOW_UPS = {"custom": [["--method", "lang_experts", "--stage", "7"],
 
 
 @pytest.fixture(scope="module")
-def all_runs(corpora, tiny_whisper, tmp_path_factory):
+def tiny_env(tiny_whisper):
+    """The recipes' environment: the tiny Whisper as "base", one thread per process."""
+    return dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
+
+
+@pytest.fixture(scope="module")
+def all_runs(corpora, tiny_env, tmp_path_factory):
     """Stages 1-12 of every recipe on its fixture, then its follow-up runs; the four recipes side
     by side (one thread each: the stages are mostly single-threaded start-up, so two cores run
     two recipes at once)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
-
     def runs_of(name, recipe):
         fixture, opts, _ = RECIPES[name]
-        done = {name: run(recipe, "--corpus_dir", str(corpora[fixture]), *opts, *FAST, env=env)}
+        done = {name: run(recipe, "--corpus_dir", str(corpora[fixture]), *opts, *FAST,
+                          env=tiny_env)}
         for args in FOLLOW_UPS.get(name, []):
             if all(r.returncode == 0 for r in done.values()):
-                done[f"{name}/{args[1]}"] = run(recipe, *args, *FAST, env=env)
+                done[f"{name}/{args[1]}"] = run(recipe, *args, *FAST, env=tiny_env)
         return done
 
     recipes = {name: copy_recipe(tmp_path_factory.mktemp(name), name) for name in RECIPES}
@@ -404,7 +409,7 @@ def test_commonvoice_subset_is_the_same_every_time(corpora):
     assert len(first["train"]) < 8  # the cap took some, not all
 
 
-def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tiny_whisper):
+def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tiny_env):
     """``--method lang_experts`` in the custom recipe (ja, ko): one run trains both experts;
     stage 9 writes the bundle, a model per language and the two fusions; stage 10 decodes the
     fusions and the experts routed by the given and by the detected language, and the reports
@@ -416,7 +421,6 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
     recipe, _, result = all_runs["custom"]
     assert result.returncode == 0, result.output[-3000:]
     assert "custom/lang_experts" in all_runs, "the lang_experts run did not start"
-    env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_LALORA_WHISPER_DIR=str(tiny_whisper))
     _, _, result = all_runs["custom/lang_experts"]
     assert result.returncode == 0, result.output[-3000:]
     exp = recipe / "exp" / "asr_train_lang_experts"
@@ -453,7 +457,7 @@ def test_language_experts_route_fuse_and_distill_in_a_users_recipe(all_runs, tin
              "--asr_model_file", str(export / "experts/experts.pth"),
              "--data_path_and_name_and_type", f"{test / 'wav.scp'},speech,sound",
              "--utt2lang", str(utt2lang), "--output_dir", str(recipe / "fallback"),
-             "--maxlenratio", "0.1", *extra], capture_output=True, text=True, env=env)
+             "--maxlenratio", "0.1", *extra], capture_output=True, text=True, env=tiny_env)
 
     lines = (test / "utt2lang").read_text().splitlines()
     utt2lang.write_text(lines[0] + "\n")  # a test utterance missing from utt2lang

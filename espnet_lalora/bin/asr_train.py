@@ -16,6 +16,8 @@ from espnet_lalora.quiet import quiet_espnet_imports
 
 quiet_espnet_imports()
 
+from espnet2.utils.types import str2bool  # noqa: E402
+
 from espnet_lalora.config import parse_asr_train_args, with_composed_config  # noqa: E402
 from espnet_lalora.espnet_plugin import ASRTask  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
@@ -75,9 +77,9 @@ def main(cmd=None):
         cmd += ["--adapter_conf", f"{method.prepare_conf_key}={options.prepare_out.resolve()}"]
     resume = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     resume.add_argument("--output_dir", type=Path)
-    resume.add_argument("--resume", default="false")
+    resume.add_argument("--resume", type=str2bool, default=False)  # read as ESPnet reads it
     known, _ = resume.parse_known_args(cmd)
-    if known.output_dir is not None and known.resume.lower() == "true":
+    if known.output_dir is not None and known.resume:
         repair_interrupted_run(known.output_dir)
     with tempfile.TemporaryDirectory() as tmp:
         ASRTask.main(cmd=with_composed_config(cmd, tmp))
