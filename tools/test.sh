@@ -9,6 +9,7 @@ cd "$root"
 # Two workers (pytest-xdist), each test file on one of them: most of the suite is recipe runs
 # whose single-threaded start-ups leave a core idle. LALORA_TEST_WORKERS=0: one process.
 workers=${LALORA_TEST_WORKERS:-2}
+[[ $workers =~ ^[0-9]+$ ]] || { echo "error: LALORA_TEST_WORKERS must be a whole number (0 or 1: one process), got '$workers'" >&2; exit 2; }
 parallel=()
 [ "$workers" -le 1 ] || parallel=(-n "$workers" --dist loadfile)
 exec "$py" -m pytest -q --durations=12 "${parallel[@]}" tests "$@"  # the slowest: CI near 20 min
