@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from espnet_lalora.datadir import read_map
 from conftest import config_copy
@@ -90,12 +91,18 @@ def test_default_recipe_end_to_end(recipe):
     for stage in range(1, 13):
         assert f"Stage {stage}:" in first.stderr
     exp = recipe / "exp"
+    # run.sh's four test sets: in-grammar, and out-of-grammar / room / other engine (no ko engine)
     for model in ("asr_train_lora", "asr_zero_shot_whisper_base"):
-        decode = exp / model / "decode_decode" / "test"
-        assert len((decode / "text").read_text(encoding="utf-8").splitlines()) == 4
-        for metric in ("cer", "wer"):
-            for lang in ("", "ja", "ko"):
-                assert (decode / f"score_{metric}" / lang / "result.txt").is_file()
+        for test, count, langs in (("test", 4, ("ja", "ko")), ("test_free", 4, ("ja", "ko")),
+                                   ("test_room", 4, ("ja", "ko")), ("test_engine", 2, ("ja",))):
+            decode = exp / model / "decode_decode" / test
+            assert len((decode / "text").read_text(encoding="utf-8").splitlines()) == count
+            for metric in ("cer", "wer"):
+                for lang in ("",) + langs:
+                    assert (decode / f"score_{metric}" / lang / "result.txt").is_file()
+    resources = yaml.safe_load((exp / "asr_train_lora" / "train_resources.yaml").read_text())
+    assert resources["train_seconds"] > 1 and resources["peak_rss_mb"] > 200
+    assert resources["resumed"] is False
     results = (exp / "asr_train_lora" / "RESULTS.md").read_text(encoding="utf-8")
     assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
     assert "trainable parameters: 1,081,344" in results and "## CER" in results

@@ -105,3 +105,16 @@ def test_a_missing_engine_names_the_package_and_the_way_out(monkeypatch):
         synth_corpus.check_engines(["ja", "en"], 2)
     assert "open-jtalk" in str(stop.value) and "--engine_per_lang 0" in str(stop.value)
     synth_corpus.check_engines(["ja", "en"], 0)  # not asked for: not needed
+
+
+def test_a_train_subset_keeps_dev_and_test(corpus, tmp_path):
+    result = synth(tmp_path, "--train_subset", "2", "--free_per_lang", "2", "--room_per_lang", "2",
+                   "--engine_per_lang", "2")
+    assert result.returncode == 0, result.stderr
+    full = read_map(corpus / "train" / "text")
+    subset = read_map(tmp_path / "data" / "train" / "text")
+    assert len(subset) == 6 and set(subset.items()) < set(full.items())
+    for name in ("dev", "test", "test_free", "test_room", "test_engine"):
+        assert read_map(tmp_path / "data" / name / "text") == read_map(corpus / name / "text"), name
+    bad = synth(tmp_path / "bad", "--train_subset", "4")
+    assert bad.returncode != 0 and "--train_subset 4: must be 1..--train_per_lang (3)" in bad.stderr

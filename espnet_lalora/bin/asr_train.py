@@ -10,6 +10,7 @@ import argparse
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from espnet_lalora.quiet import quiet_espnet_imports
@@ -81,8 +82,31 @@ def main(cmd=None):
     known, _ = resume.parse_known_args(cmd)
     if known.output_dir is not None and known.resume:
         repair_interrupted_run(known.output_dir)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ASRTask.main(cmd=with_composed_config(cmd, tmp))
+    if known.output_dir is not None:
+        write_resources(known.output_dir, time.perf_counter() - started, known.resume)
+
+
+def write_resources(output_dir: Path, seconds: float, resumed: bool) -> None:
+    """train_resources.yaml: what this training took (what a method comparison reports beside
+    the error rates). Peak memory is the largest resident set of this process and of its data
+    loader workers; on a GPU also the CUDA allocator's peak."""
+    import resource
+
+    import torch
+    import yaml
+
+    from espnet_lalora.fileio import write_text_atomic
+
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    record = {"train_seconds": round(seconds, 1), "peak_rss_mb": round(peak_kb / 1024),
+              "resumed": bool(resumed)}
+    if torch.cuda.is_available():
+        record["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20)
+    write_text_atomic(output_dir / "train_resources.yaml", yaml.safe_dump(record, sort_keys=False))
 
 
 if __name__ == "__main__":

@@ -213,6 +213,10 @@ def main(argv=None):
     parser.add_argument("--train_per_lang", type=int, default=100)
     parser.add_argument("--dev_per_lang", type=int, default=10)
     parser.add_argument("--test_per_lang", type=int, default=20)
+    parser.add_argument("--train_subset", type=int, default=None,
+                        help="keep only the first N of the --train_per_lang training utterances "
+                             "per language: a low-resource training set whose dev and test sets "
+                             "are exactly those of the full one")
     parser.add_argument("--free_per_lang", type=int, default=None,
                         help="test_free utterances per language (default: as many as "
                              f"--test_per_lang, at most {DEFAULT_EXTRA}; 40 exist)")
@@ -229,6 +233,9 @@ def main(argv=None):
     for option in ("train_per_lang", "dev_per_lang", "test_per_lang"):
         if getattr(args, option) < 0:
             sys.exit(f"error: --{option} {getattr(args, option)}: must be 0 or more")
+    if args.train_subset is not None and not 1 <= args.train_subset <= args.train_per_lang:
+        sys.exit(f"error: --train_subset {args.train_subset}: must be 1..--train_per_lang "
+                 f"({args.train_per_lang})")
     langs = args.langs.split(",")
     for lang in langs:
         if lang not in GRAMMARS:
@@ -270,9 +277,11 @@ def main(argv=None):
                 written, spoken = next(pool)
                 spk_num = speakers[index % len(speakers)]
                 variant, speed, pitch = SPEAKERS[spk_num]
-                add(set_name, f"{lang}_s{spk_num}", index, written,
-                    ("espeak", f"{voice}+{variant}", speed + rng.randint(-10, 10),
-                     pitch + rng.randint(-5, 5), spoken))
+                job = ("espeak", f"{voice}+{variant}", speed + rng.randint(-10, 10),
+                       pitch + rng.randint(-5, 5), spoken)
+                if set_name == "train" and index >= (args.train_subset or count):
+                    continue  # drawn all the same: the later sets do not depend on the subset
+                add(set_name, f"{lang}_s{spk_num}", index, written, job)
                 if set_name == "test":
                     test_sentences.append((written, spoken))
         # The extra sets draw from their own generators: the sets above stay as they were.
