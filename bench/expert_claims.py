@@ -15,11 +15,11 @@ Prints markdown (docs/experts.md holds a run of it).
 """
 
 import argparse
-import random
-import re
 from pathlib import Path
 
 import yaml
+
+from espnet_lalora.significance import cer, paired_bootstrap, sclite_utterances
 
 # (row label, experiment, decode dir suffix, language given?)
 ROWS = [
@@ -55,43 +55,6 @@ CLAIMS = [
 ]
 
 
-def per_utterance(result_txt: Path) -> dict:
-    """{utterance: (errors, reference length)} from sclite's alignments (``-o all``)."""
-    out, utt = {}, None
-    for line in result_txt.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^id: \((.*)\)$", line.strip())
-        if m:
-            utt = m.group(1)
-            continue
-        m = re.match(r"^Scores: \(#C #S #D #I\)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", line.strip())
-        if m and utt is not None:
-            c, s, d, i = map(int, m.groups())
-            out[utt] = (s + d + i, c + s + d)
-            utt = None
-    return out
-
-
-def cer(counts, utts=None):
-    utts = list(counts) if utts is None else utts
-    errors = sum(counts[u][0] for u in utts)
-    length = sum(counts[u][1] for u in utts)
-    return 100.0 * errors / max(length, 1)
-
-
-def paired_bootstrap(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
-    """95% interval of CER(a) - CER(b) over utterances resampled together, and the share of
-    resamples in which a is not better (a one-sided p-value for "a is better")."""
-    utts = sorted(set(a) & set(b))
-    rng = random.Random(seed)
-    diffs = []
-    for _ in range(rounds):
-        sample = [rng.choice(utts) for _ in utts]
-        diffs.append(cer(a, sample) - cer(b, sample))
-    diffs.sort()
-    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1], \
-        sum(d >= 0 for d in diffs) / rounds
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,11 +71,11 @@ def main():
         if not result.is_file():
             loaded.append(None)
             continue
-        counts = per_utterance(result)
+        counts = sclite_utterances(result)
         langs = {}
         for lang_dir in sorted((decode / "score_cer").iterdir()):
             if lang_dir.is_dir() and (lang_dir / "result.txt").is_file():
-                for utt in per_utterance(lang_dir / "result.txt"):
+                for utt in sclite_utterances(lang_dir / "result.txt"):
                     langs[utt] = lang_dir.name
         test_langs.update(langs)
         lid_file = decode / "lid_accuracy.yaml"
