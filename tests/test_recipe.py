@@ -5,6 +5,7 @@ LA-LoRA's stages 7-8 on the same tiny data (one and two processes, bad input, re
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from espnet_lalora.datadir import read_map
+from espnet_lalora.scoring import parse_result
 from conftest import config_copy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -549,3 +551,30 @@ def peft_schedule(total):
     allocator.init_bgt, allocator.target_bgt = 12 * 96, 8 * 96
     return {"tinit": tinit, "final": total - tfinal,
             "budget": lambda step: allocator.budget_schedule(step)[0]}
+
+
+def test_sweep_runs_records_resumes_and_reports(recipe, tmp_path):
+    """bench/sweep.py through the real driver: one method, one seed, on the tiny data (the
+    run's own --local_data_opts replace the sweep's larger test sets). The record holds every
+    test utterance's errors as sclite counted them; a second sweep finds the record and runs
+    nothing."""
+    records, report = tmp_path / "runs", tmp_path / "results.md"
+    run_args = shlex.join(["--local_data_opts", TINY, "--nj", "1", "--zero_shot", "false",
+                           "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
+                           "--inference_args", "--maxlenratio 0.3"])
+    cmd = [sys.executable, str(ROOT / "bench/sweep.py"), "--recipe", str(recipe), "--sizes",
+           "full", "--seeds", "3", "--methods", "bitfit", "--records", str(records), "--report",
+           str(report), "--run_args", run_args]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = json.loads((records / "full/bitfit_seed3.json").read_text())
+    order = json.loads((records / "full/test_sets.json").read_text())
+    work = recipe / "sweep/full"
+    for test in ("test", "test_free", "test_room", "test_engine"):
+        scored = work / f"exp/asr_train_bitfit_seed3/decode_decode/{test}/score_cer/result.txt"
+        assert order[test]["utts"] == sorted(read_map(work / "data" / test / "text"))
+        assert sum(record["errors"][test]) == parse_result(scored)["count"]["Err"], test
+    assert record["trainable"] == 75_776 and record["train_seconds"] > 0
+    assert "| bitfit | 75,776 | 3 |" in report.read_text()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 recorded already, 0 to run" in again.stderr
