@@ -434,16 +434,31 @@ decoded_exps() { echo "$asr_exp"; [ "$zero_shot" = false ] || echo "$zero_shot_e
 # decode_model EXP SUFFIX CONFIG MODEL_FILE EXTRA_ARGS: every test set, per language (Whisper's
 # language token), nj jobs each, merged into EXP/decode_<inference_tag><SUFFIX>/<test>/.
 decode_model() {
-  local exp=$1 suffix=$2 config=$3 model_file=$4 extra=$5 t dir inputs
+  # The test sets whose decoding is not complete (each has its own stamp) are decoded together:
+  # one decoder start per job for all of them.
+  local exp=$1 suffix=$2 config=$3 model_file=$4 extra=$5 t dir inputs pending=() sets=()
   for t in $test_names; do
     dir=$exp/decode_${inference_tag}${suffix}/$t
     inputs=("dump/raw/$t" "$config" "$inference_config")
     [ "$model_file" = none ] || inputs+=("$model_file")
-    once "$dir/.done" "$whisper_id $extra $lang" "$dir is complete" "${inputs[@]}" -- \
-      py -m espnet_lalora.bin.decode_set --data "dump/raw/$t" --asr_train_config "$config" \
-        --asr_model_file "$model_file" --inference_config "$inference_config" --out "$dir" \
-        --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
-      || die "decoding failed; see $dir/logdir/"
+    if py -m espnet_lalora.bin.stamp check "$dir/.done" "$whisper_id $extra $lang" "${inputs[@]}"; then
+      log "$dir is complete; skipping"
+    else
+      rm -f "$dir/.done"
+      pending+=("$t")
+      sets+=(--data "dump/raw/$t" --out "$dir")
+    fi
+  done
+  [ ${#pending[@]} -gt 0 ] || return 0
+  py -m espnet_lalora.bin.decode_set "${sets[@]}" --asr_train_config "$config" \
+    --asr_model_file "$model_file" --inference_config "$inference_config" \
+    --nj "$nj" --ngpu "$ngpu" --lang "$lang" --inference_args "$extra" \
+    || die "decoding failed; see $exp/decode_${inference_tag}${suffix}/logdir/"
+  for t in "${pending[@]}"; do
+    dir=$exp/decode_${inference_tag}${suffix}/$t
+    inputs=("dump/raw/$t" "$config" "$inference_config")
+    [ "$model_file" = none ] || inputs+=("$model_file")
+    py -m espnet_lalora.bin.stamp mark "$dir/.done" "$whisper_id $extra $lang" "${inputs[@]}"
   done
 }
 

@@ -1,6 +1,10 @@
-"""Stage 10: decode one test set with espnet-lalora's kv-cached, batched Whisper beam search
+"""Stage 10: decode test sets with espnet-lalora's kv-cached, batched Whisper beam search
 (``espnet_lalora.bin.whisper_inference``) in ``--nj`` parallel jobs, and merge the outputs into
 ``<out>/{text,token,token_int,score}`` as ESPnet's recipes lay them out.
+
+Several sets (``--data A --out DIR_A --data B --out DIR_B``) are decoded by the same jobs: each
+job loads the model once for all of them (a start costs about 10 s of CPU, as much as decoding
+a few utterances). The jobs' logs are in ``<parent of the first --out>/logdir/``.
 
 Whisper is told each utterance's language (``<|ja|><|transcribe|><|notimestamps|>``) from
 ``utt2lang`` (or ``--lang``), or detects it (``--inference_args "--detect_language true"``, or
@@ -11,6 +15,7 @@ language experts' ``--route lid``): then ``<out>/lang`` holds the detected langu
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -25,11 +30,13 @@ OUTPUTS = ("text", "token", "token_int", "score")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", required=True, type=Path, help="dump/raw/<test set>")
+    parser.add_argument("--data", required=True, type=Path, action="append",
+                        help="dump/raw/<test set>; repeat with --out for more sets")
     parser.add_argument("--asr_train_config", required=True, type=Path)
     parser.add_argument("--asr_model_file", default="none", help="'none': the config's weights")
     parser.add_argument("--inference_config", required=True, type=Path)
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, action="append",
+                        help="where the decoding of the --data in the same position goes")
     parser.add_argument("--nj", type=int, default=2)
     parser.add_argument("--ngpu", type=int, default=0)
     parser.add_argument("--lang", default="multi")
@@ -37,12 +44,24 @@ def main(argv=None):
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args(argv)
 
+    if len(args.data) != len(args.out):
+        sys.exit(f"error: {len(args.data)} --data but {len(args.out)} --out: give one --out "
+                 f"per --data")
+    # The sets' utterances under one name space: "<set index>@<utterance>" (ids may repeat
+    # across sets).
+    wav, langs = {}, {}
     try:
-        wav = read_map(args.data / "wav.scp", "audio path")
-        langs = (read_map(args.data / "utt2lang", "language") if args.lang == "multi"
-                 else {u: args.lang for u in wav})
-        for lang in set(langs.values()):
-            check_language(lang, str(args.data / "utt2lang") if args.lang == "multi" else "--lang")
+        for index, data in enumerate(args.data):
+            set_wav = read_map(data / "wav.scp", "audio path")
+            set_langs = (read_map(data / "utt2lang", "language") if args.lang == "multi"
+                         else {u: args.lang for u in set_wav})
+            for lang in set(set_langs.values()):
+                check_language(lang, str(data / "utt2lang") if args.lang == "multi" else "--lang")
+            for utt in set_wav:
+                if utt not in set_langs:
+                    raise DataDirError(f"{data / 'utt2lang'}: no language for {utt}")
+                wav[f"{index}@{utt}"] = set_wav[utt]
+                langs[f"{index}@{utt}"] = set_langs[utt]
     except (DataDirError, ValueError) as e:
         sys.exit(f"error: {e}")
     for needed in (args.asr_train_config, args.inference_config):
@@ -51,8 +70,11 @@ def main(argv=None):
     if args.asr_model_file != "none" and not Path(args.asr_model_file).is_file():
         sys.exit(f"error: --asr_model_file {args.asr_model_file} not found (stage 9 writes it)")
 
-    logdir = args.out / "logdir"
+    logdir = args.out[0].parent / "logdir"
     logdir.mkdir(parents=True, exist_ok=True)
+    for old in logdir.glob("output.*"):  # an earlier call's outputs must not be merged in
+        shutil.rmtree(old)
+    write_map(logdir / "wav.scp", wav)
     write_map(logdir / "utt2lang", langs)
     utts = sorted(wav)
     nj = max(1, min(args.nj, len(utts)))
@@ -64,12 +86,13 @@ def main(argv=None):
 
     threads = str(max(1, (os.cpu_count() or 1) // nj))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    progress = Progress(len(wav), f"decode {args.data.name} -> {args.out}")
+    progress = Progress(len(wav), f"decode {' '.join(d.name for d in args.data)} -> "
+                                  f"{args.out[0].parent}")
     running = []
     for j, keys, count in jobs:
         cmd = [args.python, "-m", "espnet_lalora.bin.whisper_inference", "--ngpu", str(args.ngpu),
                "--config", str(args.inference_config),
-               "--data_path_and_name_and_type", f"{args.data / 'wav.scp'},speech,sound",
+               "--data_path_and_name_and_type", f"{logdir / 'wav.scp'},speech,sound",
                "--key_file", str(keys), "--utt2lang", str(logdir / "utt2lang"),
                "--asr_train_config", str(args.asr_train_config),
                "--output_dir", str(logdir / f"output.{j}")]
@@ -102,23 +125,28 @@ def main(argv=None):
         running = still_running
         progress.update(finished + sum(done_in(r[1]) for r in running) - progress.done)
 
-    for name in OUTPUTS:
-        merged = {}
-        for j, _, _ in jobs:
-            for line in (logdir / f"output.{j}" / "1best_recog" / name).read_text(
-                    encoding="utf-8").splitlines():
-                utt, _, value = line.partition(" ")
-                if utt:
-                    merged[utt] = value.strip()
-        write_map(args.out / name, merged)
-    detected = {}
+    merged = {name: {} for name in OUTPUTS + ("lang",)}
     for j, _, _ in jobs:
-        path = logdir / f"output.{j}" / "1best_recog" / "lang"
-        if path.is_file():
-            detected.update(read_map(path, "language"))
-    if detected:
-        write_map(args.out / "lang", detected)
-        write_lid_accuracy(detected, langs, args.out / "lid_accuracy.yaml")
+        for name in merged:
+            path = logdir / f"output.{j}" / "1best_recog" / name
+            if name == "lang" and not path.is_file():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                key, _, value = line.partition(" ")
+                if key:
+                    merged[name][key] = value.strip()
+    for index, out in enumerate(args.out):
+        out.mkdir(parents=True, exist_ok=True)
+        prefix = f"{index}@"
+
+        def own(mapping):
+            return {k[len(prefix):]: v for k, v in mapping.items() if k.startswith(prefix)}
+
+        for name in OUTPUTS:
+            write_map(out / name, own(merged[name]))
+        if merged["lang"]:
+            write_map(out / "lang", own(merged["lang"]))
+            write_lid_accuracy(own(merged["lang"]), own(langs), out / "lid_accuracy.yaml")
 
 
 def write_lid_accuracy(detected, langs, path: Path):
