@@ -143,7 +143,9 @@ def load_data_dir(directory, require_lang: bool = False) -> Dict[str, Dict[str, 
 
 
 def write_data_dir(directory, files: Dict[str, Dict[str, str]]):
-    """Write a whole data dir atomically: into ``<dir>.tmp``, then moved into place."""
+    """Write a whole data dir atomically: into ``<dir>.tmp``, then moved into place. A dir that
+    already holds exactly these files is left as it is, times included: the stages after it
+    see unchanged inputs and are not redone."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -152,7 +154,19 @@ def write_data_dir(directory, files: Dict[str, Dict[str, str]]):
         write_map(tmp / name, mapping)
     if "utt2spk" in files:
         write_map(tmp / "spk2utt", spk2utt(files["utt2spk"]))
+    if _same_files(tmp, directory):
+        shutil.rmtree(tmp)
+        return
     replace_dir(tmp, directory)
+
+
+def _same_files(new: Path, old: Path) -> bool:
+    if not old.is_dir():
+        return False
+    names = sorted(p.name for p in new.iterdir())
+    return names == sorted(p.name for p in old.iterdir()) and all(
+        (new / n).is_file() and (old / n).is_file()
+        and (new / n).read_bytes() == (old / n).read_bytes() for n in names)
 
 
 def replace_dir(tmp: Path, directory: Path):

@@ -3,6 +3,7 @@ outputs intact."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,19 @@ def test_replace_dir_never_replaces_the_recipe_or_above(tmp_path, monkeypatch, t
     assert (recipe / "keep.txt").read_text() == "precious" and new.is_dir()
     replace_dir(new, Path("out"))  # a folder of its own is fine
     assert (recipe / "out").is_dir() and not new.exists()
+
+
+def test_rewriting_the_same_data_dir_keeps_it_untouched(tmp_path):
+    """A stage 1 that is run again (its script changed) and writes the same data dir must not
+    touch it: the stages after it fingerprint its files by size and time."""
+    from espnet_lalora.datadir import write_data_dir
+
+    files = {"text": {"u1": "a b"}, "utt2spk": {"u1": "s1"}, "wav.scp": {"u1": "/x.wav"}}
+    write_data_dir(tmp_path / "d", files)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "d").iterdir()}
+    time.sleep(0.01)
+    write_data_dir(tmp_path / "d", files)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "d").iterdir()} == before
+    assert not (tmp_path / "d.tmp").exists()
+    write_data_dir(tmp_path / "d", dict(files, text={"u1": "a c"}))
+    assert (tmp_path / "d" / "text").read_text() == "u1 a c\n"
