@@ -391,12 +391,14 @@ if runs 8; then
     fi
     echo "$fingerprint" > "$asr_exp/.train.started"
     log "log: $asr_exp/train.log"
+    local log_lines
+    log_lines=$(cat "$asr_exp/train.log" 2>/dev/null | wc -l)  # train.log grows across resumes
     py -m espnet_lalora.bin.asr_train --config "$train_config" --output_dir "$asr_exp" \
       --ngpu "$ngpu" --resume true $(espnet_shape_args) \
       $(espnet_data_args) "${prepared_args[@]}" "${train_args_words[@]}" >> "$asr_exp/train.log" 2>&1 \
       || return 1
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
-    log "trained $(ls "$asr_exp"/*epoch.pth 2>/dev/null | wc -l) epoch(s) in total; $(grep -c 'epoch results:' "$asr_exp/train.log" || true) in this run"
+    log "trained to epoch $(grep -o '[0-9]*epoch results:' "$asr_exp/train.log" | tail -1 | grep -o '^[0-9]*'), $(tail -n +"$((log_lines + 1))" "$asr_exp/train.log" | grep -c 'epoch results:' || true) epoch(s) in this run"
   }
   once "$asr_exp/.train.done" "$train_opts" "$asr_exp is trained" "${train_inputs[@]}" -- train \
     || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
