@@ -366,7 +366,7 @@ def test_changed_inputs_train_again_from_scratch(recipe):
     result = run(recipe, *args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "changed since it was trained" in result.stderr
-    assert "trained 1 epoch(s) in total; 1 in this run" in result.stderr
+    assert "trained to epoch 1, 1 epoch(s) in this run" in result.stderr
     aside = list((recipe / "exp" / "superseded").glob("asr_train_lora_*"))
     assert len(aside) == 1 and (aside[0] / "2epoch.pth").exists()
     after = torch.load(exp / "valid.acc.ave.pth", map_location="cpu")
