@@ -141,6 +141,8 @@ def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
     (["--lang", "ja", "--beam_size", "0"], "--beam_size and --batch_size must be at least 1"),
     (["--lang", "ja", "--maxlenratio", "0"], "--maxlenratio must be > 0"),
     (["--lang", "jp"], "language 'jp' is not a Whisper language code"),
+    (["--lang", "ja", "--ranking", "whisper", "--patience", "0.05"], "--patience must leave"),
+    (["--lang", "ja", "--length_penalty", "2"], "--length_penalty must be between 0 and 1"),
     ([], "give --utt2lang or --lang"),
 ])
 def test_decoder_rejects_bad_options(tmp_path, extra, message):
@@ -153,4 +155,23 @@ def test_decoder_rejects_bad_options(tmp_path, extra, message):
                              "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
                              *extra], capture_output=True, text=True)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_decoding_config_sets_the_ranking(tmp_path):
+    """conf/decode.yaml's keys reach the decoder: a bad ranking there is refused like on the
+    command line, and the command line wins over the config."""
+    import subprocess
+    import sys
+
+    (tmp_path / "wav.scp").write_text("a-1 /nowhere.wav\n")
+    (tmp_path / "decode.yaml").write_text("ranking: beam\npatience: 2.0\nlength_penalty: null\n")
+    base = [sys.executable, "-m", "espnet_lalora.bin.whisper_inference", "--asr_train_config",
+            "none.yaml", "--output_dir", str(tmp_path / "o"), "--lang", "ja",
+            "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+            "--config", str(tmp_path / "decode.yaml")]
+    result = subprocess.run(base, capture_output=True, text=True)
+    assert result.returncode != 0 and "--ranking must be espnet or whisper" in result.stderr
+    result = subprocess.run(base + ["--ranking", "whisper"], capture_output=True, text=True)
+    assert result.returncode != 0 and "--ranking" not in result.stderr  # fails later: no model
     assert not (tmp_path / "o").exists()
