@@ -44,6 +44,112 @@ def test_greedy_equals_openai_whisper_greedy(speech, whisper_base, padded, utt):
     assert ours.tokens == reference.tokens, (ours.tokens, reference.tokens)
 
 
+# More sentences for the test against openai-whisper's beam search: with UTTERANCES, 11 in five
+# languages. {id: (language, voice, text)}
+MORE_UTTERANCES = {
+    "en3": ("en", "en", "My brother bought three small apples at the market yesterday."),
+    "es1": ("es", "es", "El tren sale de la estación a las ocho de la mañana."),
+    "es2": ("es", "es", "Mi hermana vive en una casa pequeña cerca del mar."),
+    "ja2": ("ja", "ja", "わたしは まいにち こうえんを さんぽします。"),
+    "ko3": ("ko", "ko", "저는 매일 아침 커피를 한 잔 마십니다."),
+    "de1": ("de", "de", "Der Hund schläft ruhig unter dem großen Tisch."),
+}
+
+
+@pytest.fixture(scope="module")
+def all_speech(speech, tmp_path_factory):
+    import numpy as np
+    import soundfile
+    from conftest import synthesize
+
+    out = dict(speech)
+    for utt, (lang, voice, text) in MORE_UTTERANCES.items():
+        path = synthesize(text, voice, tmp_path_factory.mktemp("more_speech") / f"{utt}.wav")
+        audio, _ = soundfile.read(path, dtype="float32")
+        out[utt] = (np.ascontiguousarray(audio), lang)
+    return out
+
+
+@pytest.fixture(scope="module")
+def openai_features(all_speech, whisper_base):
+    """openai-whisper's encoder output of each utterance (30-s padded), computed once: decode()
+    takes it in place of the log-mel features."""
+    import whisper
+
+    with torch.no_grad():
+        return {utt: whisper_base.encoder(whisper.log_mel_spectrogram(
+            whisper.pad_or_trim(torch.from_numpy(audio)))[None])
+            for utt, (audio, _) in all_speech.items()}
+
+
+def openai_beam(whisper_base, features, lang, **options):
+    import whisper
+
+    return whisper.decode(whisper_base, features, whisper.DecodingOptions(
+        language=lang, without_timestamps=True, fp16=False, temperature=0.0, **options))[0].tokens
+
+
+def whisper_ranking(**options):
+    """--ranking whisper as openai-whisper decodes: its logit filters, its 224-token limit
+    (maxlenratio 1.0 leaves it to max_tokens), no repetition guard."""
+    return DecodeOptions(ranking="whisper", whisper_filters=True, maxlenratio=1.0,
+                         repetition_guard=0, **options)
+
+
+def test_whisper_ranking_equals_openai_whisper_beam_search(all_speech, openai_features,
+                                                          whisper_base, padded):
+    """--ranking whisper --beam_size 5 against whisper.decode(beam_size=5): token for token on
+    11 utterances in 5 languages, ours decoded as one batch (each utterance leaves it at its own
+    stop, openai-whisper's: beam_size x patience finished candidates). Both decode the same
+    encoder output: ours of the padded audio is openai-whisper's bit for bit (checked on one)."""
+    keys = sorted(all_speech)
+    assert len(keys) >= 10 and len({all_speech[k][1] for k in keys}) >= 3
+    assert torch.equal(padded.encode(all_speech["en1"][0]), openai_features["en1"][0])
+    ours = padded([openai_features[k][0] for k in keys],
+                  [padded.prompt(all_speech[k][1]) for k in keys], whisper_ranking(beam_size=5))
+    differ = [k for k, r in zip(keys, ours) if r.tokens != openai_beam(
+        whisper_base, openai_features[k], all_speech[k][1], beam_size=5)]
+    print(f"whisper ranking, beam 5: {len(keys) - len(differ)}/{len(keys)} equal to openai-whisper")
+    assert not differ, differ
+
+
+@pytest.mark.parametrize("options,utts", [
+    (dict(beam_size=5, patience=2.0, length_penalty=0.6), ["es1"]),  # 10 finished, NMT penalty
+    (dict(beam_size=3, patience=0.5), ["ko3"]),  # 2 finished (1.5 rounds to 2), + 1 running
+    (dict(beam_size=4, sample_len=5), ["es1", "ko3"]),  # the length limit: running ones count
+])
+def test_whisper_ranking_options_equal_openai_whisper(all_speech, openai_features, whisper_base,
+                                                      padded, options, utts):
+    ours_options = dict(options)
+    if "sample_len" in ours_options:
+        ours_options["max_tokens"] = ours_options.pop("sample_len")
+    for utt in utts:
+        lang = all_speech[utt][1]
+        ours = padded([openai_features[utt][0]], [padded.prompt(lang)],
+                      whisper_ranking(**ours_options))[0]
+        assert ours.tokens == openai_beam(whisper_base, openai_features[utt], lang, **options), utt
+
+
+def test_early_exit_changes_nothing(speech, unpadded):
+    """Each utterance leaves the batch at its stop: ESPnet ranking once its best finished
+    hypothesis can no longer be beaten (scores only fall); whisper ranking at openai-whisper's
+    own stop, beam_size x patience finished candidates (no bound needed: a longer hypothesis may
+    rank higher after length normalization, so the candidates are what the search collected).
+    Running every utterance to its length limit (here 0.25 tokens per frame, about twice the
+    longest result) instead gives the same results."""
+    keys = sorted(UTTERANCES)
+    encoded = [unpadded.encode(speech[k][0]) for k in keys]
+    prompts = [unpadded.prompt(speech[k][1]) for k in keys]
+    for options in (dict(beam_size=5), dict(beam_size=5, ranking="whisper"),
+                    dict(beam_size=3, ranking="whisper", patience=2.0)):
+        options = DecodeOptions(maxlenratio=0.25, **options)
+        early = unpadded(encoded, prompts, options)
+        options.early_exit = False
+        late = unpadded(encoded, prompts, options)
+        assert [r.yseq for r in early] == [r.yseq for r in late], options
+        assert [r.score for r in early] == [r.score for r in late], options
+
+
 def test_beam_search_equals_espnet_beam_search(speech, unpadded):
     """Against ESPnet's BatchBeamSearch at three length limits per utterance: one it ends well
     before (maxlenratio 0.5); one that cuts every hypothesis (0.05: ESPnet appends end-of-text
