@@ -19,9 +19,25 @@ on the last step keeps one (ESPnet appends a second, ``[..., eot, eot]``; tokens
 the same), and ``maxlen`` is also capped by ``max_tokens`` and the 448-token context (ESPnet has
 no cap and would run past Whisper's positional embedding).
 
+``ranking="whisper"``: openai-whisper's beam search instead (its ``BeamSearchDecoder`` and
+``MaximumLikelihoodRanker``): each running hypothesis proposes its ``beam + 1`` best tokens, the
+best ``beam`` candidates not ending in end-of-text go on and the end-of-text ones ranked above
+them are finished (at most ``round(beam * patience)``); an utterance stops when that many have
+finished, or at the length limit, where with fewer than ``beam`` finished the running ones (no
+end-of-text score) fill up to ``beam``. The winner has the highest sum of log-probabilities (its
+end-of-text included) / length (text tokens) or / ((5 + length) / 6) ** length_penalty. With
+``whisper_filters`` and ``max_tokens`` (openai-whisper's ``sample_len``) as the only limit it is
+openai-whisper's beam search token for token (tests/test_decoding.py). Its stop needs no bound:
+the early exit is that stop (a longer hypothesis may rank higher after length normalization, so
+"scores only fall" does not hold). Two differences, by design: an utterance's result never
+depends on its batch-mates (openai-whisper, with patience < 1, fills up with the running
+hypotheses of the moment the whole batch stops), and an empty hypothesis (end-of-text first,
+possible only without ``whisper_filters``) has length 1 where openai-whisper divides by zero.
+
 Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
 whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended
-there. Off when ``repetition_guard=0``.
+there (whisper ranking: as a finished candidate, without an end-of-text score). Off when
+``repetition_guard=0``.
 """
 
 from dataclasses import dataclass
