@@ -36,8 +36,10 @@ possible only without ``whisper_filters``) has length 1 where openai-whisper div
 
 Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
 whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended
-there (whisper ranking: as a finished candidate, without an end-of-text score). Off when
-``repetition_guard=0``.
+there. Off when ``repetition_guard=0``. Whisper ranking: it leaves the beam but does not count
+as finished; it is a candidate only where openai-whisper's running hypotheses are, with fewer
+than ``beam`` finished at the stop (a loop is likely and scores well once divided by its
+length: as a finished candidate it would often win).
 """
 
 from dataclasses import dataclass
@@ -237,6 +239,7 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
 
     ended: List[List[tuple]] = [[] for _ in range(batch)]  # (score, yseq) set aside
     done = [False] * batch  # whisper ranking: the utterance's search has stopped
+    looped: List[List[tuple]] = [[] for _ in range(batch)]  # whisper ranking: guard-ended
     active = list(range(batch))  # utterance ids still in the batch, in batch order
 
     def whisper_update(prev_scores, prev_seqs, logp):
@@ -291,22 +294,23 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
     def finish_whisper(step_no):
         """openai-whisper's stop: max_candidates finished, or the length limit; then, with fewer
         than ``beam`` finished, its finalize: the running ones, best first, fill up to beam. A
-        repeating hypothesis (guard) is a finished candidate, ended there."""
+        repeating hypothesis (guard) leaves the beam but is not finished: in openai-whisper it
+        would run on to the limit, a candidate only in that fill-up; so it is here too."""
         for pos, b in enumerate(active):
             rows = range(pos * beam, (pos + 1) * beam)
             for row in rows:
                 if (options.repetition_guard and scores[row] != float("-inf")
                         and _repeats(seqs[row][prompt_len:], options.repetition_guard)):
-                    if len(ended[b]) < max_candidates:
-                        ended[b].append((float(scores[row]), seqs[row] + [eot]))
+                    looped[b].append((float(scores[row]), seqs[row] + [eot]))
                     scores[row] = float("-inf")
-            running = [r for r in rows if scores[r] != float("-inf")]
+            running = [(float(scores[r]), seqs[r] + [eot]) for r in rows
+                       if scores[r] != float("-inf")]
             full = len(ended[b]) >= max_candidates and options.early_exit
             if full or step_no >= max_new[b] or not running:
-                for row in sorted(running, key=lambda r: -float(scores[r])):
+                for candidate in sorted(running + looped[b], key=lambda e: -e[0]):
                     if len(ended[b]) >= beam:
                         break
-                    ended[b].append((float(scores[row]), seqs[row] + [eot]))
+                    ended[b].append(candidate)
                 done[b] = True
 
     finish = finish_whisper if whisper_rank else finish_rows

@@ -281,3 +281,55 @@ def test_decoding_config_sets_the_ranking(tmp_path):
     result = subprocess.run(base + ["--ranking", "whisper"], capture_output=True, text=True)
     assert result.returncode != 0 and "--ranking" not in result.stderr  # fails later: no model
     assert not (tmp_path / "o").exists()
+
+
+class MarkovDecoder:
+    """A stand-in for CachedWhisperDecoder: the next token's probabilities depend only on the
+    last token (``table[last]``), so a search's outcome can be worked out by hand."""
+
+    def __init__(self, table):
+        from types import SimpleNamespace
+
+        self.logits = torch.tensor(table).log()
+        self.d = SimpleNamespace(positional_embedding=torch.zeros(448, 1),
+                                 token_embedding=SimpleNamespace(num_embeddings=len(table)))
+
+    def cross_kv(self, audio):
+        return [(audio, audio)]
+
+    def step(self, tokens, offset, cache, cross, group, audio_mask=None):
+        return self.logits[tokens[:, -1]].clone(), [(torch.zeros(tokens.shape[0], 1),) * 2]
+
+
+def test_whisper_ranking_keeps_a_guarded_loop_out_of_the_finished():
+    """Tokens 1-4, end-of-text 5, prompt [0]. From the prompt, 1 and 2 are equally likely; 2
+    loops (2 -> 2: 0.8), 1 -> 3 -> 4 -> end-of-text is the sentence. At beam 2, patience 2 (4
+    finished to collect), the guard ends [2, 2, 2, 2] at step 4. Ranked as finished, the loop
+    would win (sum/length -0.37 against -0.64 for [1, 3, 4]); it is not finished (openai-whisper
+    would run it on to the limit), so the sentence wins. With fewer than beam finished at the
+    stop, the loop is a candidate again, as openai-whisper's running hypotheses are."""
+    from espnet_lalora.decoding import _length_penalty, beam_search
+
+    e = 1e-6
+    table = [[e, .45, .45, e, e, .1],  # 0: the prompt
+             [e, e, e, .6, e, .4],  # 1
+             [e, e, .8, e, e, .2],  # 2: loops
+             [e, e, e, e, .6, .4],  # 3
+             [e, .1, e, e, e, .9],  # 4
+             [.2] * 5 + [e]]  # 5: end-of-text (never fed)
+    decoder, audio = MarkovDecoder(table), torch.zeros(1, 100, 1)
+
+    def search(**options):
+        return beam_search(decoder, audio, torch.tensor([100]), [[0]], 5, DecodeOptions(
+            ranking="whisper", beam_size=2, **{"maxlenratio": 0.2, **options}))[0].tokens
+
+    assert search(patience=2.0) == [1, 3, 4]
+    assert search(patience=2.0, repetition_guard=0) == [1, 3, 4]
+    # Both 1 and 2 go on to 2, 2 is likelier: at the limit of 4 tokens nothing has finished; the
+    # guard ended [2, 2, 2, 2] there, the running [1, 2, 2, 2] scores lower: the loop wins
+    table[0], table[1], table[2] = [e, .3, .6, e, e, .1], [e, e, .99, e, e, .01], [e, e, .99,
+                                                                                   e, e, .01]
+    decoder = MarkovDecoder(table)
+    assert search(maxlenratio=0.04) == [2, 2, 2, 2]
+    assert _length_penalty(0, None) == 1 and _length_penalty(7, None) == 7
+    assert _length_penalty(7, 0.6) == 2 ** 0.6
