@@ -278,8 +278,10 @@ def test_decoding_config_sets_the_ranking(tmp_path):
             "--config", str(tmp_path / "decode.yaml")]
     result = subprocess.run(base, capture_output=True, text=True)
     assert result.returncode != 0 and "--ranking must be espnet or whisper" in result.stderr
-    result = subprocess.run(base + ["--ranking", "whisper"], capture_output=True, text=True)
-    assert result.returncode != 0 and "--ranking" not in result.stderr  # fails later: no model
+    # the command line's ranking passes; the next check (length_penalty) stops it, no model load
+    result = subprocess.run(base + ["--ranking", "whisper", "--length_penalty", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "--length_penalty must be" in result.stderr, result.stderr
     assert not (tmp_path / "o").exists()
 
 
