@@ -19,9 +19,27 @@ on the last step keeps one (ESPnet appends a second, ``[..., eot, eot]``; tokens
 the same), and ``maxlen`` is also capped by ``max_tokens`` and the 448-token context (ESPnet has
 no cap and would run past Whisper's positional embedding).
 
+``ranking="whisper"``: openai-whisper's beam search instead (its ``BeamSearchDecoder`` and
+``MaximumLikelihoodRanker``): each running hypothesis proposes its ``beam + 1`` best tokens, the
+best ``beam`` candidates not ending in end-of-text go on and the end-of-text ones ranked above
+them are finished (at most ``round(beam * patience)``); an utterance stops when that many have
+finished, or at the length limit, where with fewer than ``beam`` finished the running ones (no
+end-of-text score) fill up to ``beam``. The winner has the highest sum of log-probabilities (its
+end-of-text included) / length (text tokens) or / ((5 + length) / 6) ** length_penalty. With
+``whisper_filters`` and ``max_tokens`` (openai-whisper's ``sample_len``) as the only limit it is
+openai-whisper's beam search token for token (tests/test_decoding.py). Its stop needs no bound:
+the early exit is that stop (a longer hypothesis may rank higher after length normalization, so
+"scores only fall" does not hold). Two differences, by design: an utterance's result never
+depends on its batch-mates (openai-whisper, with patience < 1, fills up with the running
+hypotheses of the moment the whole batch stops), and an empty hypothesis (end-of-text first,
+possible only without ``whisper_filters``) has length 1 where openai-whisper divides by zero.
+
 Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
 whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended
-there. Off when ``repetition_guard=0``.
+there. Off when ``repetition_guard=0``. Whisper ranking: it leaves the beam but does not count
+as finished; it is a candidate only where openai-whisper's running hypotheses are, with fewer
+than ``beam`` finished at the stop (a loop is likely and scores well once divided by its
+length: as a finished candidate it would often win).
 """
 
 from dataclasses import dataclass
@@ -38,12 +56,17 @@ class DecodeOptions:
     max_tokens: int = 224  # Whisper's sample_len: half its 448-token context
     whisper_filters: bool = False  # openai-whisper's SuppressBlank + SuppressTokens("-1")
     repetition_guard: int = 4  # end a hypothesis repeating an n-gram this often; 0: off
+    ranking: str = "espnet"  # "espnet" or "whisper" (openai-whisper's beam search and ranking)
+    patience: float = 1.0  # whisper ranking: stop at round(beam_size * patience) finished
+    length_penalty: Optional[float] = None  # whisper ranking: None = divide by the length
+    early_exit: bool = True  # False: run every utterance to its length limit (tests)
 
 
 @dataclass
 class Result:
     tokens: List[int]  # generated tokens, without prompt and end-of-text
-    score: float  # sum of log-probabilities (ESPnet's hypothesis score)
+    score: float  # sum of log-probabilities (ESPnet's hypothesis score; also under whisper
+    # ranking, which picks the result by this sum over a length penalty)
     yseq: List[int]  # prompt + tokens + end-of-text, as ESPnet's Hypothesis.yseq
 
 
@@ -141,6 +164,36 @@ def _repeats(seq: Sequence[int], times: int, max_n: int = 16) -> bool:
     return False
 
 
+def _whisper_select(scores, logp, n_utts: int, beam: int, eot: int):
+    """One step of openai-whisper's beam search for all utterances at once. Each row (a
+    hypothesis, ``scores`` its summed log-probability) proposes its ``beam + 1`` most probable
+    tokens; an utterance's candidates are ordered by summed log-probability (ties keep row order,
+    then token rank: openai-whisper's stable sort over its insertion order); the best ``beam``
+    that do not end in end-of-text go on, and the end-of-text ones ordered above the last of those
+    are finished. Returns the kept (parent rows, tokens, scores), ``beam`` per utterance in score
+    order, and per utterance the finished candidates as (score, parent row), best first."""
+    group, k = logp.shape[0] // n_utts, beam + 1
+    top_lp, top_tok = logp.topk(k, dim=-1)
+    cand, order = (scores[:, None] + top_lp).view(n_utts, group * k).sort(
+        dim=-1, descending=True, stable=True)
+    tok = top_tok.view(n_utts, group * k).gather(1, order)
+    parent = order // k + torch.arange(n_utts, device=logp.device)[:, None] * group
+    live = tok != eot
+    ahead = live.cumsum(-1) - live.long()  # candidates going on that are ordered above
+    keep = live & (ahead < beam)  # exactly beam per utterance: at most `group` are end-of-text
+    ends = ~live & (ahead < beam) & (cand > float("-inf"))
+    finished: List[List[tuple]] = [[] for _ in range(n_utts)]
+    for u, j in ends.nonzero().tolist():
+        finished[u].append((float(cand[u, j]), int(parent[u, j])))
+    return parent[keep], tok[keep], cand[keep], finished
+
+
+def _length_penalty(length: int, alpha: Optional[float]) -> float:
+    """openai-whisper's MaximumLikelihoodRanker: the length (text tokens, end-of-text not
+    counted; at least 1, where openai-whisper divides by zero) or Google NMT's ((5 + l) / 6)^a."""
+    return max(length, 1) if alpha is None else ((5 + length) / 6) ** alpha
+
+
 @torch.no_grad()
 def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_lengths: torch.Tensor,
                 prompts: List[List[int]], eot: int, options: DecodeOptions,
@@ -153,8 +206,14 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
     of the utterances in it, each ``group`` rows (language experts route each row by it)."""
     if rows_hook is None:
         rows_hook = lambda utterances, group: None  # noqa: E731
+    if options.ranking not in ("espnet", "whisper"):
+        raise ValueError(f"ranking must be 'espnet' or 'whisper', not {options.ranking!r}")
+    whisper_rank = options.ranking == "whisper"
     device = audio.device
     batch, beam = audio.shape[0], options.beam_size
+    max_candidates = round(beam * options.patience)  # openai-whisper's, Python's rounding
+    if whisper_rank and max_candidates < 1:
+        raise ValueError(f"beam_size {beam} x patience {options.patience} rounds to no candidate")
     prompt_len = len(prompts[0])
     if any(len(p) != prompt_len for p in prompts):
         raise ValueError("all prompts of a batch must have the same length")
@@ -178,18 +237,37 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
                 logits[:, blank] = float("-inf")
         return torch.log_softmax(logits, dim=-1)
 
+    ended: List[List[tuple]] = [[] for _ in range(batch)]  # (score, yseq) set aside
+    done = [False] * batch  # whisper ranking: the utterance's search has stopped
+    looped: List[List[tuple]] = [[] for _ in range(batch)]  # whisper ranking: guard-ended
+    active = list(range(batch))  # utterance ids still in the batch, in batch order
+
+    def whisper_update(prev_scores, prev_seqs, logp):
+        """openai-whisper's step; its finished candidates are kept up to max_candidates."""
+        parents, new_tokens, new_scores, finished = _whisper_select(
+            prev_scores, logp, len(active), beam, eot)
+        for pos, b in enumerate(active):
+            for score, row in finished[pos]:
+                if len(ended[b]) < max_candidates:
+                    ended[b].append((score, prev_seqs[row] + [eot]))
+        return parents, new_scores, [prev_seqs[int(p)] + [int(t)]
+                                     for p, t in zip(parents, new_tokens)]
+
     # Step 0: the prompt, one hypothesis per utterance.
     tokens = torch.tensor(prompts, device=device)
     logits, cache = decoder.step(tokens, 0, None, cross, 1, audio_mask)
     logp = log_probs(logits, True)  # (B, V)
     vocab = logp.shape[-1]
-    top_scores, top_tokens = logp.topk(beam, dim=-1)  # (B, beam)
-    scores = top_scores.reshape(-1)  # (B*beam,), -inf marks a free slot
-    seqs = [[list(prompts[b]) + [int(t)] for t in top_tokens[b]] for b in range(batch)]
-    seqs = [s for per_utt in seqs for s in per_utt]
-    cache = [(k.repeat_interleave(beam, 0), v.repeat_interleave(beam, 0)) for k, v in cache]
-    ended: List[List[tuple]] = [[] for _ in range(batch)]
-    active = list(range(batch))  # utterance ids still in the batch, in batch order
+    if whisper_rank:
+        parents, scores, seqs = whisper_update(torch.zeros(batch, device=device),
+                                               [list(p) for p in prompts], logp)
+        cache = [(k[parents], v[parents]) for k, v in cache]
+    else:
+        top_scores, top_tokens = logp.topk(beam, dim=-1)  # (B, beam)
+        scores = top_scores.reshape(-1)  # (B*beam,), -inf marks a free slot
+        seqs = [[list(prompts[b]) + [int(t)] for t in top_tokens[b]] for b in range(batch)]
+        seqs = [s for per_utt in seqs for s in per_utt]
+        cache = [(k.repeat_interleave(beam, 0), v.repeat_interleave(beam, 0)) for k, v in cache]
     step = 1
 
     def set_aside(row, b, score, seq):
@@ -213,15 +291,44 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
                                                           options.repetition_guard):
                     set_aside(row, b, score, seq + [eot])
 
-    finish_rows(step)
+    def finish_whisper(step_no):
+        """openai-whisper's stop: max_candidates finished, or the length limit; then, with fewer
+        than ``beam`` finished, its finalize: the running ones, best first, fill up to beam. A
+        repeating hypothesis (guard) leaves the beam but is not finished: in openai-whisper it
+        would run on to the limit, a candidate only in that fill-up; so it is here too."""
+        for pos, b in enumerate(active):
+            rows = range(pos * beam, (pos + 1) * beam)
+            for row in rows:
+                if (options.repetition_guard and scores[row] != float("-inf")
+                        and _repeats(seqs[row][prompt_len:], options.repetition_guard)):
+                    looped[b].append((float(scores[row]), seqs[row] + [eot]))
+                    scores[row] = float("-inf")
+            running = [(float(scores[r]), seqs[r] + [eot]) for r in rows
+                       if scores[r] != float("-inf")]
+            full = len(ended[b]) >= max_candidates and options.early_exit
+            if full or step_no >= max_new[b] or not running:
+                for candidate in sorted(running + looped[b], key=lambda e: -e[0]):
+                    if len(ended[b]) >= beam:
+                        break
+                    ended[b].append(candidate)
+                done[b] = True
+
+    finish = finish_whisper if whisper_rank else finish_rows
+    finish(step)
     while active:
-        # An utterance is done when nothing running can beat its best finished hypothesis.
+        # ESPnet ranking: an utterance is done when nothing running can beat its best finished
+        # hypothesis (scores only fall). Whisper ranking: when finish_whisper says so.
         keep = []
         for pos, b in enumerate(active):
+            if whisper_rank:
+                if not done[b]:
+                    keep.append(pos)
+                continue
             running = scores[pos * beam:(pos + 1) * beam]
             best_running = float(running.max())
             best_ended = max((s for s, _ in ended[b]), default=float("-inf"))
-            if best_running != float("-inf") and best_running > best_ended:
+            if best_running != float("-inf") and (best_running > best_ended
+                                                  or not options.early_exit):
                 keep.append(pos)
         if len(keep) != len(active):
             rows = torch.tensor([p * beam + j for p in keep for j in range(beam)],
@@ -241,19 +348,26 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
         rows_hook(active, beam)
         logits, cache = decoder.step(last, prompt_len + step - 1, cache, cross, beam, audio_mask)
         logp = log_probs(logits, False)
-        total = (scores[:, None] + logp).view(len(active), beam * vocab)
-        top_scores, top_ids = total.topk(beam, dim=-1)  # ESPnet: best (hyp, token) pairs
-        parents = (top_ids // vocab) + torch.arange(len(active), device=device)[:, None] * beam
-        parents, new_tokens = parents.reshape(-1), (top_ids % vocab).reshape(-1)
-        scores = top_scores.reshape(-1)
-        seqs = [seqs[int(p)] + [int(t)] for p, t in zip(parents, new_tokens)]
+        if whisper_rank:
+            parents, scores, seqs = whisper_update(scores, seqs, logp)
+        else:
+            total = (scores[:, None] + logp).view(len(active), beam * vocab)
+            top_scores, top_ids = total.topk(beam, dim=-1)  # ESPnet: best (hyp, token) pairs
+            parents = (top_ids // vocab) + torch.arange(len(active), device=device)[:, None] * beam
+            parents, new_tokens = parents.reshape(-1), (top_ids % vocab).reshape(-1)
+            scores = top_scores.reshape(-1)
+            seqs = [seqs[int(p)] + [int(t)] for p, t in zip(parents, new_tokens)]
         cache = [(k[parents], v[parents]) for k, v in cache]
         step += 1
-        finish_rows(step)
+        finish(step)
 
     results = []
     for b in range(batch):
-        score, seq = max(ended[b], key=lambda e: e[0])
+        if whisper_rank:  # openai-whisper's ranker: the first best of sum / length penalty
+            score, seq = max(ended[b], key=lambda e: e[0] / _length_penalty(
+                sum(t != eot for t in e[1][prompt_len:]), options.length_penalty))
+        else:
+            score, seq = max(ended[b], key=lambda e: e[0])
         results.append(Result(tokens=[t for t in seq[prompt_len:] if t != eot], score=score,
                               yseq=seq))
     return results

@@ -44,6 +44,112 @@ def test_greedy_equals_openai_whisper_greedy(speech, whisper_base, padded, utt):
     assert ours.tokens == reference.tokens, (ours.tokens, reference.tokens)
 
 
+# More sentences for the test against openai-whisper's beam search: with UTTERANCES, 11 in five
+# languages. {id: (language, voice, text)}
+MORE_UTTERANCES = {
+    "en3": ("en", "en", "My brother bought three small apples at the market yesterday."),
+    "es1": ("es", "es", "El tren sale de la estación a las ocho de la mañana."),
+    "es2": ("es", "es", "Mi hermana vive en una casa pequeña cerca del mar."),
+    "ja2": ("ja", "ja", "わたしは まいにち こうえんを さんぽします。"),
+    "ko3": ("ko", "ko", "저는 매일 아침 커피를 한 잔 마십니다."),
+    "de1": ("de", "de", "Der Hund schläft ruhig unter dem großen Tisch."),
+}
+
+
+@pytest.fixture(scope="module")
+def all_speech(speech, tmp_path_factory):
+    import numpy as np
+    import soundfile
+    from conftest import synthesize
+
+    out = dict(speech)
+    for utt, (lang, voice, text) in MORE_UTTERANCES.items():
+        path = synthesize(text, voice, tmp_path_factory.mktemp("more_speech") / f"{utt}.wav")
+        audio, _ = soundfile.read(path, dtype="float32")
+        out[utt] = (np.ascontiguousarray(audio), lang)
+    return out
+
+
+@pytest.fixture(scope="module")
+def openai_features(all_speech, whisper_base):
+    """openai-whisper's encoder output of each utterance (30-s padded), computed once: decode()
+    takes it in place of the log-mel features."""
+    import whisper
+
+    with torch.no_grad():
+        return {utt: whisper_base.encoder(whisper.log_mel_spectrogram(
+            whisper.pad_or_trim(torch.from_numpy(audio)))[None])
+            for utt, (audio, _) in all_speech.items()}
+
+
+def openai_beam(whisper_base, features, lang, **options):
+    import whisper
+
+    return whisper.decode(whisper_base, features, whisper.DecodingOptions(
+        language=lang, without_timestamps=True, fp16=False, temperature=0.0, **options))[0].tokens
+
+
+def whisper_ranking(**options):
+    """--ranking whisper as openai-whisper decodes: its logit filters, its 224-token limit
+    (maxlenratio 1.0 leaves it to max_tokens), no repetition guard."""
+    return DecodeOptions(ranking="whisper", whisper_filters=True, maxlenratio=1.0,
+                         repetition_guard=0, **options)
+
+
+def test_whisper_ranking_equals_openai_whisper_beam_search(all_speech, openai_features,
+                                                          whisper_base, padded):
+    """--ranking whisper --beam_size 5 against whisper.decode(beam_size=5): token for token on
+    11 utterances in 5 languages, ours decoded as one batch (each utterance leaves it at its own
+    stop, openai-whisper's: beam_size x patience finished candidates). Both decode the same
+    encoder output: ours of the padded audio is openai-whisper's bit for bit (checked on one)."""
+    keys = sorted(all_speech)
+    assert len(keys) >= 10 and len({all_speech[k][1] for k in keys}) >= 3
+    assert torch.equal(padded.encode(all_speech["en1"][0]), openai_features["en1"][0])
+    ours = padded([openai_features[k][0] for k in keys],
+                  [padded.prompt(all_speech[k][1]) for k in keys], whisper_ranking(beam_size=5))
+    differ = [k for k, r in zip(keys, ours) if r.tokens != openai_beam(
+        whisper_base, openai_features[k], all_speech[k][1], beam_size=5)]
+    print(f"whisper ranking, beam 5: {len(keys) - len(differ)}/{len(keys)} equal to openai-whisper")
+    assert not differ, differ
+
+
+@pytest.mark.parametrize("options,utts", [
+    (dict(beam_size=5, patience=2.0, length_penalty=0.6), ["es1"]),  # 10 finished, NMT penalty
+    (dict(beam_size=3, patience=0.5), ["ko3"]),  # 2 finished (1.5 rounds to 2), + 1 running
+    (dict(beam_size=4, sample_len=5), ["es1", "ko3"]),  # the length limit: running ones count
+])
+def test_whisper_ranking_options_equal_openai_whisper(all_speech, openai_features, whisper_base,
+                                                      padded, options, utts):
+    ours_options = dict(options)
+    if "sample_len" in ours_options:
+        ours_options["max_tokens"] = ours_options.pop("sample_len")
+    for utt in utts:
+        lang = all_speech[utt][1]
+        ours = padded([openai_features[utt][0]], [padded.prompt(lang)],
+                      whisper_ranking(**ours_options))[0]
+        assert ours.tokens == openai_beam(whisper_base, openai_features[utt], lang, **options), utt
+
+
+def test_early_exit_changes_nothing(speech, unpadded):
+    """Each utterance leaves the batch at its stop: ESPnet ranking once its best finished
+    hypothesis can no longer be beaten (scores only fall); whisper ranking at openai-whisper's
+    own stop, beam_size x patience finished candidates (no bound needed: a longer hypothesis may
+    rank higher after length normalization, so the candidates are what the search collected).
+    Running every utterance to its length limit (here 0.25 tokens per frame, about twice the
+    longest result) instead gives the same results."""
+    keys = sorted(UTTERANCES)
+    encoded = [unpadded.encode(speech[k][0]) for k in keys]
+    prompts = [unpadded.prompt(speech[k][1]) for k in keys]
+    for options in (dict(beam_size=5), dict(beam_size=5, ranking="whisper"),
+                    dict(beam_size=3, ranking="whisper", patience=2.0)):
+        options = DecodeOptions(maxlenratio=0.25, **options)
+        early = unpadded(encoded, prompts, options)
+        options.early_exit = False
+        late = unpadded(encoded, prompts, options)
+        assert [r.yseq for r in early] == [r.yseq for r in late], options
+        assert [r.score for r in early] == [r.score for r in late], options
+
+
 def test_beam_search_equals_espnet_beam_search(speech, unpadded):
     """Against ESPnet's BatchBeamSearch at three length limits per utterance: one it ends well
     before (maxlenratio 0.5); one that cuts every hypothesis (0.05: ESPnet appends end-of-text
@@ -141,6 +247,8 @@ def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
     (["--lang", "ja", "--beam_size", "0"], "--beam_size and --batch_size must be at least 1"),
     (["--lang", "ja", "--maxlenratio", "0"], "--maxlenratio must be > 0"),
     (["--lang", "jp"], "language 'jp' is not a Whisper language code"),
+    (["--lang", "ja", "--ranking", "whisper", "--patience", "0.05"], "--patience must leave"),
+    (["--lang", "ja", "--length_penalty", "2"], "--length_penalty must be between 0 and 1"),
     ([], "give --utt2lang or --lang"),
 ])
 def test_decoder_rejects_bad_options(tmp_path, extra, message):
@@ -154,3 +262,76 @@ def test_decoder_rejects_bad_options(tmp_path, extra, message):
                              *extra], capture_output=True, text=True)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_decoding_config_sets_the_ranking(tmp_path):
+    """conf/decode.yaml's keys reach the decoder: a bad ranking there is refused like on the
+    command line, and the command line wins over the config."""
+    import subprocess
+    import sys
+
+    (tmp_path / "wav.scp").write_text("a-1 /nowhere.wav\n")
+    (tmp_path / "decode.yaml").write_text("ranking: beam\npatience: 2.0\nlength_penalty: null\n")
+    base = [sys.executable, "-m", "espnet_lalora.bin.whisper_inference", "--asr_train_config",
+            "none.yaml", "--output_dir", str(tmp_path / "o"), "--lang", "ja",
+            "--data_path_and_name_and_type", f"{tmp_path / 'wav.scp'},speech,sound",
+            "--config", str(tmp_path / "decode.yaml")]
+    result = subprocess.run(base, capture_output=True, text=True)
+    assert result.returncode != 0 and "--ranking must be espnet or whisper" in result.stderr
+    # the command line's ranking passes; the next check (length_penalty) stops it, no model load
+    result = subprocess.run(base + ["--ranking", "whisper", "--length_penalty", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "--length_penalty must be" in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+class MarkovDecoder:
+    """A stand-in for CachedWhisperDecoder: the next token's probabilities depend only on the
+    last token (``table[last]``), so a search's outcome can be worked out by hand."""
+
+    def __init__(self, table):
+        from types import SimpleNamespace
+
+        self.logits = torch.tensor(table).log()
+        self.d = SimpleNamespace(positional_embedding=torch.zeros(448, 1),
+                                 token_embedding=SimpleNamespace(num_embeddings=len(table)))
+
+    def cross_kv(self, audio):
+        return [(audio, audio)]
+
+    def step(self, tokens, offset, cache, cross, group, audio_mask=None):
+        return self.logits[tokens[:, -1]].clone(), [(torch.zeros(tokens.shape[0], 1),) * 2]
+
+
+def test_whisper_ranking_keeps_a_guarded_loop_out_of_the_finished():
+    """Tokens 1-4, end-of-text 5, prompt [0]. From the prompt, 1 and 2 are equally likely; 2
+    loops (2 -> 2: 0.8), 1 -> 3 -> 4 -> end-of-text is the sentence. At beam 2, patience 2 (4
+    finished to collect), the guard ends [2, 2, 2, 2] at step 4. Ranked as finished, the loop
+    would win (sum/length -0.37 against -0.64 for [1, 3, 4]); it is not finished (openai-whisper
+    would run it on to the limit), so the sentence wins. With fewer than beam finished at the
+    stop, the loop is a candidate again, as openai-whisper's running hypotheses are."""
+    from espnet_lalora.decoding import _length_penalty, beam_search
+
+    e = 1e-6
+    table = [[e, .45, .45, e, e, .1],  # 0: the prompt
+             [e, e, e, .6, e, .4],  # 1
+             [e, e, .8, e, e, .2],  # 2: loops
+             [e, e, e, e, .6, .4],  # 3
+             [e, .1, e, e, e, .9],  # 4
+             [.2] * 5 + [e]]  # 5: end-of-text (never fed)
+    decoder, audio = MarkovDecoder(table), torch.zeros(1, 100, 1)
+
+    def search(**options):
+        return beam_search(decoder, audio, torch.tensor([100]), [[0]], 5, DecodeOptions(
+            ranking="whisper", beam_size=2, **{"maxlenratio": 0.2, **options}))[0].tokens
+
+    assert search(patience=2.0) == [1, 3, 4]
+    assert search(patience=2.0, repetition_guard=0) == [1, 3, 4]
+    # Both 1 and 2 go on to 2, 2 is likelier: at the limit of 4 tokens nothing has finished; the
+    # guard ended [2, 2, 2, 2] there, the running [1, 2, 2, 2] scores lower: the loop wins
+    table[0], table[1], table[2] = [e, .3, .6, e, e, .1], [e, e, .99, e, e, .01], [e, e, .99,
+                                                                                   e, e, .01]
+    decoder = MarkovDecoder(table)
+    assert search(maxlenratio=0.04) == [2, 2, 2, 2]
+    assert _length_penalty(0, None) == 1 and _length_penalty(7, None) == 7
+    assert _length_penalty(7, 0.6) == 2 ** 0.6

@@ -42,7 +42,20 @@ def get_parser():
                    help="apply openai-whisper's SuppressBlank/SuppressTokens filters")
     p.add_argument("--repetition_guard", type=int, default=4,
                    help="end a hypothesis repeating an n-gram this many times (0: off)")
-    p.add_argument("--config", type=Path, help="an ESPnet decoding YAML (beam_size, maxlenratio)")
+    p.add_argument("--ranking", default="espnet", choices=["espnet", "whisper"],
+                   help="beam search and ranking: ESPnet's (the beam best (hypothesis, token) "
+                        "pairs, the best summed log-probability wins) or openai-whisper's (each "
+                        "beam proposes beam+1 tokens, --patience, length-normalized ranking; "
+                        "with --whisper_filters true its beam search token for token)")
+    p.add_argument("--patience", type=float, default=1.0,
+                   help="--ranking whisper: stop once round(beam_size * patience) hypotheses "
+                        "have ended")
+    p.add_argument("--length_penalty", type=_optional_float, default=None,
+                   help="--ranking whisper: rank by sum log-probability / length (none) or / "
+                        "((5 + length) / 6) ** length_penalty (Google NMT's, 0 to 1)")
+    p.add_argument("--config", type=Path,
+                   help="an ESPnet decoding YAML (beam_size, maxlenratio, batch_size, ranking, "
+                        "patience, length_penalty, whisper_filters)")
     p.add_argument("--detect_language", type=_bool, default=False,
                    help="ignore the given language: Whisper's language identification picks it "
                         "among --lid_languages (the language-unknown case)")
@@ -63,6 +76,10 @@ def get_parser():
     return p
 
 
+def _optional_float(value: str):
+    return None if value.lower() in ("none", "null", "") else float(value)
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
@@ -80,9 +97,17 @@ def main(argv=None):
     if args.config:  # an ESPnet decoding config: its keys are defaults, the command line wins
         conf = yaml.safe_load(args.config.read_text()) or {}
         given = {a.split("=")[0].lstrip("-") for a in (argv or sys.argv[1:]) if a.startswith("--")}
-        for key in ("beam_size", "maxlenratio", "batch_size"):
+        for key in ("beam_size", "maxlenratio", "batch_size", "ranking", "patience",
+                    "length_penalty", "whisper_filters"):
             if key in conf and key not in given:
-                setattr(args, key, type(getattr(args, key))(conf[key]))
+                value = conf[key]
+                if key == "length_penalty":
+                    value = _optional_float(str(value))
+                elif key == "whisper_filters":
+                    value = _bool(str(value))
+                else:
+                    value = type(getattr(args, key))(value)
+                setattr(args, key, value)
     wav_scp = Path(args.data_path_and_name_and_type.split(",")[0])
     try:
         wavs = read_map(wav_scp, "audio path")
@@ -102,6 +127,12 @@ def main(argv=None):
         sys.exit("error: --beam_size and --batch_size must be at least 1")
     if args.maxlenratio <= 0:
         sys.exit("error: --maxlenratio must be > 0 (tokens per encoder frame, e.g. 0.5)")
+    if args.ranking not in ("espnet", "whisper"):
+        sys.exit(f"error: --ranking must be espnet or whisper, got {args.ranking!r}")
+    if args.ranking == "whisper" and round(args.beam_size * args.patience) < 1:
+        sys.exit("error: --patience must leave round(beam_size * patience) >= 1")
+    if args.length_penalty is not None and not 0 <= args.length_penalty <= 1:
+        sys.exit("error: --length_penalty must be between 0 and 1 (or none)")
     from espnet_lalora.whisper_langs import check_language
 
     try:
@@ -147,7 +178,8 @@ def main(argv=None):
             expert_of(k, langs[k], f"from {args.utt2lang or '--lang'}")
     options = DecodeOptions(beam_size=args.beam_size, maxlenratio=args.maxlenratio,
                             whisper_filters=args.whisper_filters,
-                            repetition_guard=args.repetition_guard)
+                            repetition_guard=args.repetition_guard, ranking=args.ranking,
+                            patience=args.patience, length_penalty=args.length_penalty)
 
     progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
     start, audio_seconds = time.monotonic(), 0.0
