@@ -27,6 +27,38 @@ def load_model(config, model_file, device):
     return model.eval()
 
 
+def quantize_int8(model):
+    """Dynamic int8 quantization for CPU decoding, in place: every plain Linear of the encoder and
+    decoder (openai-whisper's ``Linear`` subclass included; adapter layers that are not merged
+    stay float) becomes a dynamically quantized one (weights int8 per output channel,
+    activations quantized on the fly), and the decoder's output projection (the tied token
+    embedding, a 51,865 x d matrix: the largest matmul of a decoding step) gets an int8 copy."""
+    import whisper.model
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    def as_int8(linear):
+        plain = torch.nn.Linear(linear.in_features, linear.out_features,
+                                bias=linear.bias is not None)
+        plain.load_state_dict(linear.state_dict())
+        plain.qconfig = per_channel_dynamic_qconfig
+        return DynamicInt8Linear.from_float(plain)
+
+    def convert(module):
+        for name, child in module.named_children():
+            if type(child) in (torch.nn.Linear, whisper.model.Linear):
+                setattr(module, name, as_int8(child))
+            else:
+                convert(child)
+
+    convert(model)
+    embedding = model.decoder.decoders.token_embedding
+    projection = torch.nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=False)
+    projection.weight = embedding.weight
+    model.decoder.decoders.int8_logits = as_int8(projection)
+    return model
+
+
 class WhisperTranscriber:
     """An ESPnet Whisper model plus this project's decoder; ``__call__`` decodes a batch."""
 

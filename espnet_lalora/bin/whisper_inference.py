@@ -38,6 +38,8 @@ def get_parser():
     p.add_argument("--maxlenratio", type=float, default=0.5)
     p.add_argument("--batch_size", type=int, default=8, help="utterances decoded together")
     p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "int8"],
+                   help="int8: dynamic int8 quantization of the Linear layers (CPU only)")
     p.add_argument("--whisper_filters", type=lambda s: s.lower() == "true", default=False,
                    help="apply openai-whisper's SuppressBlank/SuppressTokens filters")
     p.add_argument("--repetition_guard", type=int, default=4,
@@ -98,7 +100,7 @@ def main(argv=None):
         conf = yaml.safe_load(args.config.read_text()) or {}
         given = {a.split("=")[0].lstrip("-") for a in (argv or sys.argv[1:]) if a.startswith("--")}
         for key in ("beam_size", "maxlenratio", "batch_size", "ranking", "patience",
-                    "length_penalty", "whisper_filters"):
+                    "length_penalty", "whisper_filters", "dtype"):
             if key in conf and key not in given:
                 value = conf[key]
                 if key == "length_penalty":
@@ -151,10 +153,18 @@ def main(argv=None):
         sys.exit(f"error: {e}")
 
     device = "cuda" if args.ngpu > 0 else "cpu"
+    if args.dtype not in ("float32", "int8"):
+        sys.exit(f"error: dtype {args.dtype!r} (from --config {args.config}): float32 or int8")
+    if args.dtype == "int8" and device != "cpu":
+        sys.exit("error: --dtype int8 is for CPU decoding (--ngpu 0)")
     try:
         model = load_model(args.asr_train_config, args.asr_model_file, device)
     except ValueError as e:
         sys.exit(f"error: --asr_model_file {args.asr_model_file}: {e}")
+    if args.dtype == "int8":
+        from espnet_lalora.transcriber import quantize_int8
+
+        quantize_int8(model)
     transcriber = WhisperTranscriber(model, device)
     router = transcriber.router
     if (args.route != "none") != (router is not None):
