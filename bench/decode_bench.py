@@ -1,138 +1,212 @@
-"""Decoding benchmark: real-time factors side by side, in one process, on the same audio.
+"""Decoding benchmark: speed and CER of the decoders side by side, in one process, on the same
+audio, interleaved.
 
-Audio: short espeak-ng utterances in Japanese, Korean, English and Spanish, made with the default
-recipe's synthesizer. Model: Whisper base (the installed offline weights), zero-shot, float32, on
-the CPU. RTF = decoding time / audio duration (model loading excluded); ratios are to
-openai-whisper's greedy decoding.
+Two cases:
+- zero-shot (default): Whisper base (the installed offline weights) on short espeak-ng
+  utterances in Japanese, Korean, English and Spanish made with the default recipe's
+  synthesizer (other sentences than its test set: seed 7), 30-s padded as Whisper expects;
+- fine-tuned (``--asr_exp egs2/mini_multi/asr1/exp/asr_train_lora``): that experiment's merged
+  model (and its openai-whisper and CTranslate2 exports) on the recipe's test set
+  (``--test dump/raw/test``): unpadded for this project's decoder, as it was trained;
+  openai-whisper and faster-whisper pad every input to 30 s.
 
-  .venv/bin/python bench/decode_bench.py [--per_lang 5] [--threads 2] [--skip_espnet]
+Each repetition decodes every utterance with every decoder, the decoders in a rotated order per
+utterance, so that a noisy machine does not favour whichever runs first; a decoder's time is the
+median over ``--reps`` repetitions of its summed per-utterance times (model loading excluded).
+RTF = time / audio duration. CER: characters without spaces, after the scoring normalizer
+(espnet_lalora.text_norm), against the reference transcripts.
+
+  .venv/bin/python bench/decode_bench.py [--per_lang 5] [--reps 3] [--threads 2]
+  .venv/bin/python bench/decode_bench.py --asr_exp egs2/mini_multi/asr1/exp/asr_train_lora \\
+      --test egs2/mini_multi/asr1/dump/raw/test [--max_utts 40]
 """
 
 import argparse
+import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_audio(per_lang, workdir):
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def synthesized(per_lang, workdir):
     recipe = ROOT / "egs2/mini_multi/asr1"
     subprocess.run([sys.executable, str(recipe / "local/synth_corpus.py"), "--out",
                     str(workdir / "data"), "--audio_dir", str(workdir / "wav"),
                     "--train_per_lang", "1", "--dev_per_lang", "1", "--test_per_lang",
-                    str(per_lang), "--seed", "7"], check=True, capture_output=True)
+                    str(per_lang), "--free_per_lang", "0", "--room_per_lang", "0",
+                    "--engine_per_lang", "0", "--seed", "7"], check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "espnet_lalora.bin.format_data", "--data",
                     str(workdir / "data/test"), "--out", str(workdir / "test")], check=True,
                    capture_output=True)
-    langs = dict(l.split() for l in (workdir / "test/utt2lang").read_text().splitlines())
-    wavs = dict(l.split() for l in (workdir / "test/wav.scp").read_text().splitlines())
-    return [(u, soundfile.read(wavs[u], dtype="float32")[0], langs[u]) for u in sorted(wavs)]
+    return workdir / "test"
 
 
-def timed(name, fn, utts):
-    start = time.perf_counter()
-    texts = [fn(audio, lang) for _, audio, lang in utts]
-    return name, time.perf_counter() - start, texts
+def read_set(test: Path, max_utts=None):
+    """[(utt, audio, lang, reference)] of a formatted (16 kHz) data dir."""
+    from espnet_lalora.datadir import read_map
+
+    wavs, langs, texts = (read_map(test / n) for n in ("wav.scp", "utt2lang", "text"))
+    utts = sorted(wavs)[:max_utts] if max_utts else sorted(wavs)
+    return [(u, soundfile.read(wavs[u], dtype="float32")[0], langs[u], texts[u]) for u in utts]
+
+
+def cer(refs, hyps, langs) -> float:
+    import jiwer
+
+    from espnet_lalora.text_norm import normalize
+
+    def chars(text, lang):
+        return " ".join(normalize(text, lang).replace(" ", "")) or "-"
+
+    return 100.0 * jiwer.cer([chars(r, l) for r, l in zip(refs, langs)],
+                             [chars(h, l) for h, l in zip(hyps, langs)])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per_lang", type=int, default=5)
+    parser.add_argument("--per_lang", type=int, default=5, help="zero-shot case: utterances")
+    parser.add_argument("--asr_exp", type=Path, help="fine-tuned case: an experiment with exports")
+    parser.add_argument("--test", type=Path, help="fine-tuned case: a formatted test set")
+    parser.add_argument("--max_utts", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip_espnet", action="store_true", help="skip the slow ESPnet rows")
+    parser.add_argument("--only", default="", help="comma-separated decoder names to run")
     args = parser.parse_args()
+    if (args.asr_exp is None) != (args.test is None):
+        sys.exit("error: --asr_exp and --test go together (the fine-tuned case)")
     torch.set_num_threads(args.threads)
 
     from espnet_lalora.quiet import quiet_espnet_imports
 
     quiet_espnet_imports()
+    import ctranslate2
     import whisper
     from faster_whisper import WhisperModel
 
     from espnet_lalora.config import write_config, zero_shot_config
-    from espnet_lalora.transcriber import WhisperTranscriber, load_model
     from espnet_lalora.decoding import DecodeOptions
+    from espnet_lalora.transcriber import WhisperTranscriber, load_model, quantize_int8
     from espnet_lalora.whisper_weights import prepare_ct2_model
 
     work = Path(tempfile.mkdtemp(prefix="decode_bench_"))
-    utts = make_audio(args.per_lang, work)
-    seconds = sum(len(a) for _, a, _ in utts) / 16000
-    tokens = work / "tokens.txt"
-    subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
-                    "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
-                   check=True, capture_output=True)
-    configs = {}
-    for padded in (True, False):
-        path = work / f"config_{'padded' if padded else 'unpadded'}.yaml"
-        write_config(zero_shot_config(ROOT / "conf/whisper_base.yaml", tokens), path)
-        if not padded:
-            path.write_text(path.read_text().replace("do_pad_trim: true", "do_pad_trim: false"))
-        configs[padded] = path
+    fine_tuned = args.asr_exp is not None
+    if fine_tuned:
+        utts = read_set(args.test, args.max_utts)
+        config = args.asr_exp / "export/merged/config.yaml"
+        model_file = args.asr_exp / "export/merged/model.pth"
+        ct2_dir = args.asr_exp / "export/ct2"
+        openai_path = str(args.asr_exp / "export/whisper/model.pt")
+        padded, maxlenratio = False, 0.5
+    else:
+        utts = read_set(synthesized(args.per_lang, work))
+        tokens = work / "tokens.txt"
+        subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
+                        "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
+                       check=True, capture_output=True)
+        config = work / "config.yaml"
+        write_config(zero_shot_config(ROOT / "conf/whisper_base.yaml", tokens), config)
+        model_file, ct2_dir, openai_path = None, prepare_ct2_model("base"), "base"
+        padded, maxlenratio = True, 0.1
+    seconds = sum(len(a) for _, a, _, _ in utts) / 16000
 
-    openai_model = whisper.load_model("base", device="cpu").float().eval()
+    openai_model = whisper.load_model(openai_path, device="cpu").float().eval()
 
-    def openai_greedy(audio, lang):
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))[None]
-        return whisper.decode(openai_model, mel, whisper.DecodingOptions(
-            language=lang, without_timestamps=True, fp16=False, temperature=0.0))[0].text
-
-    def ours(padded, beam):
-        t = WhisperTranscriber(load_model(configs[padded], None, "cpu"))
-        options = DecodeOptions(beam_size=beam, maxlenratio=0.1 if padded else 0.5,
-                                whisper_filters=True)
-        return lambda audio, lang: t.to_text(t([t.encode(audio)], [t.prompt(lang)], options)[0])[0]
-
-    def espnet(padded, beam):
-        from espnet2.bin.asr_inference import Speech2Text
-
-        import espnet_lalora.espnet_plugin  # noqa: F401
-        cache = {}
-
+    def openai(beam):
         def run(audio, lang):
-            if lang not in cache:
-                cache[lang] = Speech2Text(
-                    asr_train_config=str(configs[padded]), beam_size=beam, ctc_weight=0.0,
-                    maxlenratio=0.1 if padded else 0.5, lang_prompt_token=f"<|{lang}|> <|transcribe|>")
-            return cache[lang](torch.from_numpy(audio))[0][0]
-        for lang in sorted({lang for _, _, lang in utts}):  # build outside the timing
-            run(utts[0][1][:16000], lang)
+            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))[None]
+            return whisper.decode(openai_model, mel, whisper.DecodingOptions(
+                language=lang, without_timestamps=True, fp16=False, temperature=0.0,
+                beam_size=None if beam == 1 else beam))[0].text
         return run
 
-    fw = WhisperModel(str(prepare_ct2_model("base")), device="cpu", compute_type="float32",
-                      cpu_threads=args.threads)
+    def ours(beam, ranking="espnet", int8=False):
+        model = load_model(config, model_file, "cpu")  # padded or not as its config says
+        if int8:
+            quantize_int8(model)
+        t = WhisperTranscriber(model)
+        options = DecodeOptions(beam_size=beam, maxlenratio=maxlenratio, ranking=ranking,
+                                whisper_filters=ranking == "whisper")
+        return lambda audio, lang: t.to_text(t([t.encode(audio)], [t.prompt(lang)], options)[0])[0]
 
-    def faster_whisper(beam):
+    def faster_whisper(beam, compute_type):
+        fw = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type,
+                          cpu_threads=args.threads)
+
         def run(audio, lang):
             segments, _ = fw.transcribe(audio, language=lang, beam_size=beam, temperature=0.0,
-                                        without_timestamps=True, condition_on_previous_text=False)
+                                        without_timestamps=True, condition_on_previous_text=False,
+                                        vad_filter=False)
             return "".join(s.text for s in segments)
         return run
 
-    rows = [timed("openai-whisper greedy (30-s padded)", openai_greedy, utts)]
-    rows.append(timed("espnet-lalora greedy (30-s padded)", ours(True, 1), utts))
-    rows.append(timed("espnet-lalora beam 5 (30-s padded)", ours(True, 5), utts))
-    rows.append(timed("faster-whisper beam 5, float32", faster_whisper(5), utts))
-    rows.append(timed("espnet-lalora beam 5 (unpadded)", ours(False, 5), utts))
-    if not args.skip_espnet:
-        rows.append(timed("ESPnet asr_inference beam 5 (30-s padded)", espnet(True, 5), utts))
-        rows.append(timed("ESPnet asr_inference beam 5 (unpadded)", espnet(False, 5), utts))
-    base = rows[0][1]
-    same_as_openai = [sum(a.strip() == b.strip() for a, b in zip(r[2], rows[0][2])) for r in rows]
-    print(f"{len(utts)} utterances, {seconds:.1f} s of audio, {args.threads} threads, "
-          f"Whisper base float32 on {torch.__version__}")
-    print("| decoder | seconds | RTF | vs openai-whisper greedy | same text as openai greedy |")
+    pad = "30-s padded" if padded else "unpadded"
+    decoders = {
+        "openai-whisper greedy": openai(1),
+        "openai-whisper beam 5": openai(5),
+        f"espnet-lalora greedy ({pad})": ours(1),
+        f"espnet-lalora beam 5, ESPnet ranking ({pad})": ours(5),
+        f"espnet-lalora beam 5, Whisper ranking ({pad})": ours(5, "whisper"),
+        f"espnet-lalora beam 5, Whisper ranking, int8 ({pad})": ours(5, "whisper", int8=True),
+        f"espnet-lalora greedy, int8 ({pad})": ours(1, int8=True),
+        "faster-whisper beam 5, float32": faster_whisper(5, "float32"),
+        "faster-whisper beam 5, int8": faster_whisper(5, "int8"),
+    }
+    if args.only:
+        keep = [n.strip() for n in args.only.split(",")]
+        decoders = {n: d for n, d in decoders.items() if any(k in n for k in keep)}
+    names = list(decoders)
+    for name in names:  # warm-up outside the timing (first-call allocations, lazy init)
+        decoders[name](utts[0][1][:16000], utts[0][2])
+
+    times = {n: [] for n in names}
+    texts = {n: {} for n in names}
+    for rep in range(args.reps):
+        elapsed = {n: 0.0 for n in names}
+        for index, (utt, audio, lang, _) in enumerate(utts):
+            shift = (index + rep) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                text = decoders[name](audio, lang)
+                elapsed[name] += time.perf_counter() - start
+                texts[name][utt] = text
+        for name in names:
+            times[name].append(elapsed[name])
+        print(f"repetition {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
+
+    refs = [r for _, _, _, r in utts]
+    langs = [l for _, _, l, _ in utts]
+    base = statistics.median(times[names[0]])
+    case = (f"fine-tuned {args.asr_exp} on {args.test}" if fine_tuned else
+            "zero-shot Whisper base on espeak-ng sentences (seed 7)")
+    print(f"{case}: {len(utts)} utterances, {seconds:.1f} s of audio; {cpu_model()}, "
+          f"{args.threads} threads; torch {torch.__version__}, CTranslate2 "
+          f"{ctranslate2.__version__}; median of {args.reps} interleaved repetitions")
+    print("| decoder | seconds | RTF | vs first row | CER % |")
     print("| --- | --- | --- | --- | --- |")
-    for (name, elapsed, _), same in zip(rows, same_as_openai):
-        print(f"| {name} | {elapsed:.1f} | {elapsed / seconds:.3f} | {elapsed / base:.2f}x | "
-              f"{same}/{len(utts)} |")
+    for name in names:
+        median = statistics.median(times[name])
+        hyps = [texts[name][u] for u, _, _, _ in utts]
+        print(f"| {name} | {median:.1f} | {median / seconds:.3f} | {median / base:.2f}x | "
+              f"{cer(refs, hyps, langs):.1f} |")
 
 
 if __name__ == "__main__":
