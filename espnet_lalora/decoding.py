@@ -140,9 +140,6 @@ class CachedWhisperDecoder:
             x = x + block.cross_attn.out(o)
             x = x + block.mlp(block.mlp_ln(x))
         x = self.d.ln(x[:, -1])
-        int8_logits = getattr(self.d, "int8_logits", None)  # transcriber.quantize_int8
-        if int8_logits is not None:
-            return int8_logits(x.float()), new_cache
         logits = (x @ self.d.token_embedding.weight.to(x.dtype).T).float()
         return logits, new_cache
 

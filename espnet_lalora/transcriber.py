@@ -28,11 +28,16 @@ def load_model(config, model_file, device):
 
 
 def quantize_int8(model):
-    """Dynamic int8 quantization for CPU decoding, in place: every plain Linear of the encoder and
-    decoder (openai-whisper's ``Linear`` subclass included; adapter layers that are not merged
+    """Dynamic int8 quantization for CPU decoding, in place: every plain Linear of the decoder
+    blocks (openai-whisper's ``Linear`` subclass included; adapter layers that are not merged
     stay float) becomes a dynamically quantized one (weights int8 per output channel,
-    activations quantized on the fly), and the decoder's output projection (the tied token
-    embedding, a 51,865 x d matrix: the largest matmul of a decoding step) gets an int8 copy."""
+    activations quantized on the fly, one scale per tensor).
+
+    The encoder and the output projection stay float32: with one activation scale per tensor,
+    Whisper's outlier activations cost too much there. Measured on 8 espeak-ng utterances,
+    zero-shot base, greedy, CER 25.4 in float32; 23.0 with the decoder blocks in int8; 44.5
+    with the encoder's; 58.7 with everything including the output projection. (CTranslate2
+    scales activations per row, which is why its int8 keeps its accuracy.)"""
     import whisper.model
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
     from torch.ao.quantization import per_channel_dynamic_qconfig
@@ -51,11 +56,8 @@ def quantize_int8(model):
             else:
                 convert(child)
 
-    convert(model)
-    embedding = model.decoder.decoders.token_embedding
-    projection = torch.nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=False)
-    projection.weight = embedding.weight
-    model.decoder.decoders.int8_logits = as_int8(projection)
+    for block in model.decoder.decoders.blocks:
+        convert(block)
     return model
 
 

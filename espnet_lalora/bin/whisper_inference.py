@@ -39,7 +39,8 @@ def get_parser():
     p.add_argument("--batch_size", type=int, default=8, help="utterances decoded together")
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "int8"],
-                   help="int8: dynamic int8 quantization of the Linear layers (CPU only)")
+                   help="int8: dynamic int8 quantization of the decoder's Linear layers (CPU "
+                        "only; espnet_lalora.transcriber.quantize_int8)")
     p.add_argument("--whisper_filters", type=lambda s: s.lower() == "true", default=False,
                    help="apply openai-whisper's SuppressBlank/SuppressTokens filters")
     p.add_argument("--repetition_guard", type=int, default=4,
