@@ -328,6 +328,7 @@ def test_killed_training_resumes_from_its_checkpoint(recipe):
     log = (exp / "train.log").read_text(errors="replace")
     assert "The training was resumed using" in log
     assert (exp / "2epoch.pth").exists()
+    assert yaml.safe_load((exp / "train_resources.yaml").read_text())["resumed"] is True
 
 
 def test_a_kill_while_saving_an_epoch_is_repaired_or_explained(tmp_path):

@@ -82,17 +82,21 @@ def main(cmd=None):
     known, _ = resume.parse_known_args(cmd)
     if known.output_dir is not None and known.resume:
         repair_interrupted_run(known.output_dir)
+    # resumed: ESPnet continues from a checkpoint (the driver always asks it to, when one exists)
+    resumed = bool(known.resume and known.output_dir is not None
+                   and (known.output_dir / "checkpoint.pth").exists())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ASRTask.main(cmd=with_composed_config(cmd, tmp))
     if known.output_dir is not None:
-        write_resources(known.output_dir, time.perf_counter() - started, known.resume)
+        write_resources(known.output_dir, time.perf_counter() - started, resumed)
 
 
 def write_resources(output_dir: Path, seconds: float, resumed: bool) -> None:
     """train_resources.yaml: what this training took (what a method comparison reports beside
     the error rates). Peak memory is the largest resident set of this process and of its data
-    loader workers; on a GPU also the CUDA allocator's peak."""
+    loader workers; on a GPU also the CUDA allocator's peak. A resumed run counts only its own
+    part (``resumed: true``)."""
     import resource
 
     import torch
