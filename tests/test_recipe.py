@@ -196,7 +196,8 @@ def test_a_failed_rerun_leaves_no_old_stamp(recipe):
     assert not (score / ".score.done").exists()
     reference.write_bytes(good)
     again = run(recipe, *args)
-    assert again.returncode == 0 and "is scored; skipping" not in again.stderr
+    assert again.returncode == 0 and "decode_decode/test is scored; skipping" not in again.stderr
+    assert "decode_decode/test_free is scored; skipping" in again.stderr  # the others were done
     assert (score / ".score.done").exists()
 def test_unmerged_model_decodes_the_test_set_like_the_merged_one(recipe):
     """Stage 10 decodes the merged model; the trained model with its LoRA layers unmerged gives
