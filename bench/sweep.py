@@ -401,6 +401,13 @@ def report(args):
         if order is None or not runs:
             continue
         runs_by_size[size] = (order, runs)
+    planned = sum(len(DEFAULT_SIZES[size]) * 3 for size in SIZES)
+    recorded = sum(len(rs) for _, runs in runs_by_size.values()
+                   for m, rs in runs.items() if m != "zero_shot")
+    out.append(f"Runs recorded: {recorded} of the {planned} of the default sweep (seeds 1-3)"
+               + (": the sweep is not finished, and a method with one seed has no seed "
+                  "spread in its intervals yet." if recorded < planned else ".") + "\n")
+    for size, (order, runs) in runs_by_size.items():
         size_tables(size, order, runs, out, comparisons)
     claims(out, comparisons, runs_by_size)
     args.report.write_text("\n".join(out) + "\n")
