@@ -355,6 +355,7 @@ def plot(runs_by_size, path: Path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
+    zero_shot = {}
     for ax, test in zip(axes, ["test", "ood"]):
         for size, marker in (("full", "o"), ("low", "s")):
             if size not in runs_by_size:
@@ -363,9 +364,8 @@ def plot(runs_by_size, path: Path):
             for m, rs in runs.items():
                 errors, lengths = matrix(rs, test, order)
                 mean, half = seed_interval(run_cers(errors, lengths))
-                if m == "zero_shot":  # far above the others: named, not drawn
-                    ax.text(0.02, 0.97, f"zero-shot Whisper base: {mean:.1f}",
-                            transform=ax.transAxes, va="top", fontsize=8, color="grey")
+                if m == "zero_shot":  # far above the others: named in the title, not drawn
+                    zero_shot[test] = mean
                     continue
                 ax.errorbar(rs[0]["trainable"], mean, yerr=0 if np.isnan(half) else half,
                             fmt=marker, capsize=3, color="C0" if size == "full" else "C3")
@@ -375,7 +375,9 @@ def plot(runs_by_size, path: Path):
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
         ax.set_ylabel("CER % (mean over seeds, 95% interval)")
-        ax.set_title(SET_NAMES[test].replace("`", ""))
+        ax.set_title(SET_NAMES[test].replace("`", "") + (
+            f" (zero-shot Whisper base: {zero_shot[test]:.1f})" if test in zero_shot else ""),
+            fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle("Blue circles: full training set; red squares: low-resource (25 per language)")
     fig.tight_layout()
