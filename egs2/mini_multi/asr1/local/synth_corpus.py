@@ -97,6 +97,7 @@ ROOM_SPEAKERS = {5: ("klatt3", 180, 25), 6: ("Annie", 125, 80)}
 ROOM_SNR_DB = 10  # speech-to-noise ratio of test_room, over the speech's active samples
 # test_engine: the other synthesizer of each language that has one here.
 ENGINE_VOICES = {"ja": ["mei"], "en": ["slt", "rms", "awb", "kal16"]}
+JTALK_DICT = "/var/lib/mecab/dic/open-jtalk/naist-jdic"  # Debian open-jtalk-mecab-naist-jdic
 DEFAULT_EXTRA = 5  # utterances per language of each extra test set unless asked otherwise
 # (run.sh's decoding stays within its time budget; bench/sweep.py asks for 40)
 
@@ -172,9 +173,6 @@ def _make(job):
         subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}", "-t",
                         text, "-o", str(tmp)], check=True, capture_output=True)
     tmp.replace(path)
-
-
-JTALK_DICT = "/var/lib/mecab/dic/open-jtalk/naist-jdic"
 
 
 def mei_voice() -> Path:
@@ -301,7 +299,7 @@ def main(argv=None):
                  extra.randrange(2 ** 32)))
         for index, (written, spoken) in enumerate(test_sentences[:engine]):
             if lang == "ja":
-                add("test_engine", "ja_mei", index, written,
+                add("test_engine", f"ja_{ENGINE_VOICES['ja'][0]}", index, written,
                     ("jtalk", mei_voice(), round(extra.uniform(0.9, 1.15), 2),
                      round(extra.uniform(-2, 2), 1), spoken))
             elif lang == "en":
