@@ -22,7 +22,6 @@ RTF = time / audio duration. CER: characters without spaces, after the scoring n
 """
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,16 +33,8 @@ import soundfile
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(ROOT / "bench"))
+from expert_decode_bench import cpu_model  # noqa: E402
 
 
 def synthesized(per_lang, workdir):

@@ -227,11 +227,9 @@ def size_tables(size, order, runs, out, comparisons):
         train = [r.get("train_seconds") for r in runs[m] if r.get("train_seconds")]
         peak = [r.get("peak_rss_mb") for r in runs[m] if r.get("peak_rss_mb")]
         seeds = ",".join(str(r["seed"]) for r in runs[m]) if m != "zero_shot" else "-"
+        cost = f" {np.median(train):.0f} | {max(peak):,} |" if train else " | |"
         out.append(f"| {method_label(m)} | {runs[m][0]['trainable']:,} | {seeds} | "
-                   + " | ".join(cells) + f" | {np.median(train):.0f} | {max(peak):,} |"
-                   if train else
-                   f"| {method_label(m)} | {runs[m][0]['trainable']:,} | {seeds} | "
-                   + " | ".join(cells) + " | | |")
+                   + " | ".join(cells) + " |" + cost)
     langs = sorted(set(order["test"]["langs"]))
     out.append(f"\nPer language, mean CER over seeds, in-grammar `test` / out-of-domain pooled "
                f"(`test_engine` has ja and en only):\n")
@@ -281,29 +279,29 @@ def size_tables(size, order, runs, out, comparisons):
 MARGIN = 0.10  # "matches" / "no worse": within 10% of the baseline's CER
 
 
+def _numbers(r):
+    return (f"{r['diff']:+.2f} points ({100 * r['diff'] / r['base']:+.0f}%), "
+            f"95% [{r['low']:+.2f}, {r['high']:+.2f}], p {r['p']:.3f}")
+
+
 def verdict_no_worse(r):
     if r is None:
         return "not run yet", ""
-    margin = MARGIN * r["base"]
-    text = (f"{r['diff']:+.2f} points ({100 * r['diff'] / r['base']:+.0f}%), "
-            f"95% [{r['low']:+.2f}, {r['high']:+.2f}], p {r['p']:.3f}")
-    if r["high"] < margin:
-        return "holds", text
+    if r["high"] < MARGIN * r["base"]:
+        return "holds", _numbers(r)
     if r["low"] > 0:
-        return "does not hold", text
-    return "not separable at this sample size", text
+        return "does not hold", _numbers(r)
+    return "not separable at this sample size", _numbers(r)
 
 
 def verdict_better(r):
     if r is None:
         return "not run yet", ""
-    text = (f"{r['diff']:+.2f} points ({100 * r['diff'] / r['base']:+.0f}%), "
-            f"95% [{r['low']:+.2f}, {r['high']:+.2f}], p {r['p']:.3f}")
     if r["high"] < 0:
-        return "holds", text
+        return "holds", _numbers(r)
     if r["low"] > 0:
-        return "does not hold (worse)", text
-    return "not separable at this sample size", text
+        return "does not hold (worse)", _numbers(r)
+    return "not separable at this sample size", _numbers(r)
 
 
 def claims(out, comparisons, runs_by_size):
