@@ -136,7 +136,7 @@ def test_early_exit_changes_nothing(speech, unpadded):
     own stop, beam_size x patience finished candidates (no bound needed: a longer hypothesis may
     rank higher after length normalization, so the candidates are what the search collected).
     Running every utterance to its length limit (here 0.25 tokens per frame, about twice the
-    longest result) instead gives the same results."""
+    longest result) instead gives the same tokens, and the same scores up to float rounding."""
     keys = sorted(UTTERANCES)
     encoded = [unpadded.encode(speech[k][0]) for k in keys]
     prompts = [unpadded.prompt(speech[k][1]) for k in keys]
@@ -147,7 +147,8 @@ def test_early_exit_changes_nothing(speech, unpadded):
         options.early_exit = False
         late = unpadded(encoded, prompts, options)
         assert [r.yseq for r in early] == [r.yseq for r in late], options
-        assert [r.score for r in early] == [r.score for r in late], options
+        # A smaller batch changes the BLAS blocking, so the scores agree to float rounding only.
+        assert [r.score for r in early] == pytest.approx([r.score for r in late], rel=1e-5), options
 
 
 def test_beam_search_equals_espnet_beam_search(speech, unpadded):
