@@ -52,6 +52,9 @@ DEFAULT_SIZES = {"full": METHODS, "low": ["lora", "vo_lora", "la_lora"]}
 # The decoding that stands for the method: the experts routed by the given language.
 DECODE_SUFFIX = {"lang_experts": "_routed"}
 RECORDS = ROOT / "docs" / "results" / "runs"
+# Every run decodes alike, whatever conf/decode.yaml says today: greedy, with the length cap and
+# repetition guard of the first recorded runs (224 tokens; any n-gram 4 times in a row).
+DECODING = "--beam_size 1 --maxlenratio 0.5 --max_tokens 224 --repetition_guard 4 --repetition_span 0"
 
 
 def log(message):
@@ -142,7 +145,8 @@ def run_sweep(args, recipe: Path):
         # zero-shot Whisper once, on the full size's work dir (the test sets are the same)
         zero_shot = size == "full" and not (RECORDS / size / "zero_shot.json").is_file()
         cmd = ["./run.sh", "--method", method, "--seed", str(seed), "--local_data_opts",
-               opts["data"], "--zero_shot", "true" if zero_shot else "false"]
+               opts["data"], "--zero_shot", "true" if zero_shot else "false",
+               "--inference_args", DECODING]
         if opts["train"]:
             cmd += ["--train_args", opts["train"]]
         cmd += args.run_args

@@ -16,8 +16,8 @@ hypothesis gets end-of-text appended, unscored), so the result is ESPnet's, also
 cuts the search (tests/test_decoding.py); with ``beam_size=1`` and Whisper's logit filters it is
 openai-whisper's greedy decoding. Two intended differences: a hypothesis that emits end-of-text
 on the last step keeps one (ESPnet appends a second, ``[..., eot, eot]``; tokens and score are
-the same), and ``maxlen`` is also capped by ``max_tokens`` and the 448-token context (ESPnet has
-no cap and would run past Whisper's positional embedding).
+the same), and ``maxlen`` is also capped by the 448-token context (ESPnet has no cap and would
+run past Whisper's positional embedding); the repetition guard below is a third.
 
 ``ranking="whisper"``: openai-whisper's beam search instead (its ``BeamSearchDecoder`` and
 ``MaximumLikelihoodRanker``): each running hypothesis proposes its ``beam + 1`` best tokens, the
@@ -35,11 +35,20 @@ hypotheses of the moment the whole batch stops), and an empty hypothesis (end-of
 possible only without ``whisper_filters``) has length 1 where openai-whisper divides by zero.
 
 Repetition guard (Whisper's known failure: a phrase looping to the length limit): a hypothesis
-whose last tokens are one n-gram (n <= 16) repeated ``repetition_guard`` times in a row is ended
-there. Off when ``repetition_guard=0``. Whisper ranking: it leaves the beam but does not count
-as finished; it is a candidate only where openai-whisper's running hypotheses are, with fewer
-than ``beam`` finished at the stop (a loop is likely and scores well once divided by its
-length: as a finished candidate it would often win).
+whose last tokens are one n-gram (n <= 16) repeated in a row ``repetition_guard`` times and over at
+least ``repetition_span`` tokens is ended there: with the defaults (4, 20) a 5-gram and longer after
+4 repeats, a bigram after 10, a single token after 20. Short repeats are real speech ("no no no
+no", laughter such as "ㅋㅋㅋㅋ", digits), and a loop of one or two tokens that runs 20 tokens
+costs little; a loop the guard does not catch (longer than a 16-gram) ends at the length limit.
+Off when ``repetition_guard=0``; ``repetition_span=0`` ends any n-gram at ``repetition_guard``
+repeats. ESPnet has no such guard: where it fires, the result differs from ESPnet's. Whisper
+ranking: it leaves the beam but does not count as finished; it is a candidate only where
+openai-whisper's running hypotheses are, with fewer than ``beam`` finished at the stop (a loop is
+likely and scores well once divided by its length: as a finished candidate it would often win).
+
+Length limit: ``maxlenratio`` tokens per encoder frame (ESPnet's rule), and never past the
+model's text context (448 positions, the prompt included). ``max_tokens`` adds a cap of its own:
+openai-whisper's ``sample_len`` (its default is 224, half the context), for comparisons with it.
 """
 
 from dataclasses import dataclass
@@ -53,9 +62,10 @@ import torch.nn.functional as F
 class DecodeOptions:
     beam_size: int = 5
     maxlenratio: float = 0.5  # ESPnet's: at most this many tokens per encoder frame
-    max_tokens: int = 224  # Whisper's sample_len: half its 448-token context
+    max_tokens: Optional[int] = None  # a cap on new tokens (openai-whisper's sample_len: 224)
     whisper_filters: bool = False  # openai-whisper's SuppressBlank + SuppressTokens("-1")
     repetition_guard: int = 4  # end a hypothesis repeating an n-gram this often; 0: off
+    repetition_span: int = 20  # ... where the repeats cover at least this many tokens
     ranking: str = "espnet"  # "espnet" or "whisper" (openai-whisper's beam search and ranking)
     patience: float = 1.0  # whisper ranking: stop at round(beam_size * patience) finished
     length_penalty: Optional[float] = None  # whisper ranking: None = divide by the length
@@ -154,12 +164,15 @@ def whisper_suppress_tokens(tokenizer) -> List[int]:
     return sorted(set(tokens))
 
 
-def _repeats(seq: Sequence[int], times: int, max_n: int = 16) -> bool:
+def _repeats(seq: Sequence[int], times: int, span: int = 0, max_n: int = 16) -> bool:
+    """Whether ``seq`` ends in one n-gram (n <= max_n) repeated in a row at least ``times`` times
+    and over at least ``span`` tokens (a short n-gram needs ceil(span / n) repeats)."""
     for n in range(1, max_n + 1):
-        if len(seq) < n * times:
-            break
+        need = max(times, -(-span // n))
+        if len(seq) < n * need:
+            continue
         tail = seq[-n:]
-        if all(list(seq[-n * (k + 1):len(seq) - n * k]) == list(tail) for k in range(1, times)):
+        if all(seq[-n * (k + 1):len(seq) - n * k] == tail for k in range(1, need)):
             return True
     return False
 
@@ -217,8 +230,9 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
     prompt_len = len(prompts[0])
     if any(len(p) != prompt_len for p in prompts):
         raise ValueError("all prompts of a batch must have the same length")
-    max_new = [min(max(1, int(options.maxlenratio * int(t))), options.max_tokens,
-                   decoder.d.positional_embedding.shape[0] - prompt_len) for t in audio_lengths]
+    context = decoder.d.positional_embedding.shape[0] - prompt_len
+    cap = context if options.max_tokens is None else min(options.max_tokens, context)
+    max_new = [min(max(1, int(options.maxlenratio * int(t))), cap) for t in audio_lengths]
     audio_mask = None
     if int(audio_lengths.min()) != audio.shape[1]:
         audio_mask = torch.arange(audio.shape[1], device=device)[None] < audio_lengths[:, None]
@@ -287,8 +301,8 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
                     set_aside(row, b, score, seq)
                 elif step_no >= max_new[b]:  # ESPnet appends eos at the last position
                     set_aside(row, b, score, seq + [eot])
-                elif options.repetition_guard and _repeats(seq[prompt_len:],
-                                                          options.repetition_guard):
+                elif options.repetition_guard and _repeats(
+                        seq[prompt_len:], options.repetition_guard, options.repetition_span):
                     set_aside(row, b, score, seq + [eot])
 
     def finish_whisper(step_no):
@@ -300,7 +314,8 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
             rows = range(pos * beam, (pos + 1) * beam)
             for row in rows:
                 if (options.repetition_guard and scores[row] != float("-inf")
-                        and _repeats(seqs[row][prompt_len:], options.repetition_guard)):
+                        and _repeats(seqs[row][prompt_len:], options.repetition_guard,
+                                     options.repetition_span)):
                     looped[b].append((float(scores[row]), seqs[row] + [eot]))
                     scores[row] = float("-inf")
             running = [(float(scores[r]), seqs[r] + [eot]) for r in rows

@@ -38,7 +38,7 @@ def test_greedy_equals_openai_whisper_greedy(speech, whisper_base, padded, utt):
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))[None]
     reference = whisper.decode(whisper_base, mel, whisper.DecodingOptions(
         language=lang, without_timestamps=True, fp16=False, temperature=0.0))[0]
-    options = DecodeOptions(beam_size=1, maxlenratio=1.0, whisper_filters=True,
+    options = DecodeOptions(beam_size=1, maxlenratio=1.0, max_tokens=224, whisper_filters=True,
                             repetition_guard=0)
     ours = padded([padded.encode(audio)], [padded.prompt(lang)], options)[0]
     assert ours.tokens == reference.tokens, (ours.tokens, reference.tokens)
@@ -91,7 +91,8 @@ def openai_beam(whisper_base, features, lang, **options):
 
 def whisper_ranking(**options):
     """--ranking whisper as openai-whisper decodes: its logit filters, its 224-token limit
-    (maxlenratio 1.0 leaves it to max_tokens), no repetition guard."""
+    (sample_len; maxlenratio 1.0 leaves it to max_tokens), no repetition guard."""
+    options.setdefault("max_tokens", 224)
     return DecodeOptions(ranking="whisper", whisper_filters=True, maxlenratio=1.0,
                          repetition_guard=0, **options)
 
@@ -153,7 +154,8 @@ def test_early_exit_changes_nothing(speech, unpadded):
 
 def test_beam_search_equals_espnet_beam_search(speech, unpadded):
     """Against ESPnet's BatchBeamSearch at three length limits per utterance: one it ends well
-    before (maxlenratio 0.5); one that cuts every hypothesis (0.05: ESPnet appends end-of-text
+    before (10 tokens past our result at maxlenratio 0.5: ESPnet's search, without caches, runs
+    every utterance to its limit, so a tight one keeps this test short); one that cuts every hypothesis (0.05: ESPnet appends end-of-text
     to each running hypothesis at maxlen, unscored, and so do we); and one on the very step where
     the best hypothesis emits end-of-text (ESPnet appends a second one there: [..., eot, eot];
     ours keeps one, the tokens and score being the same)."""
@@ -192,7 +194,10 @@ def test_beam_search_equals_espnet_beam_search(speech, unpadded):
         encoded = unpadded.encode(audio)
         prompt = unpadded.prompt(lang)
         espnet_search.set_hyp_primer(prompt)
-        kind, normal_end = compare(utt, encoded, prompt, 0.5)
+        ours = unpadded([encoded], [prompt], DecodeOptions(beam_size=beam, maxlenratio=0.5,
+                                                           repetition_guard=0))[0]
+        kind, normal_end = compare(utt, encoded, prompt,
+                                   (len(ours.tokens) + 10.5) / encoded.shape[0])
         assert kind == "normal", utt
         assert compare(utt, encoded, prompt, 0.05)[0] == "forced", utt
         # maxlen = the normal end's tokens with eot: eot is due on the last step
@@ -244,6 +249,37 @@ def test_repetition_guard_ends_a_loop():
     assert _repeats([5, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], 4)
     assert not _repeats([5, 1, 2, 3, 1, 2, 3, 1, 2, 3], 4)
     assert _repeats([7, 7, 7, 7], 4) and not _repeats([7, 8, 7, 7, 7], 4)
+    # with a span, a short n-gram needs more repeats: ceil(20 / n)
+    assert not _repeats([7] * 19, 4, 20) and _repeats([7] * 20, 4, 20)
+    assert not _repeats([1, 2] * 9, 4, 20) and _repeats([1, 2] * 10, 4, 20)
+    assert not _repeats([1, 2, 3, 4, 5] * 3, 4, 20) and _repeats([1, 2, 3, 4, 5] * 4, 4, 20)
+
+
+def test_repetition_guard_spares_real_repeats_and_ends_real_loops():
+    """Through Whisper's own tokenizer, with the guard's defaults, checked after every token as
+    the search does: repeats that are speech run to their end; loops are ended."""
+    from whisper.tokenizer import get_tokenizer
+
+    from espnet_lalora.decoding import DecodeOptions, _repeats
+
+    options = DecodeOptions()
+    tokenizer = get_tokenizer(multilingual=True)
+
+    def first_cut(text):
+        tokens = tokenizer.encode(text)
+        for end in range(1, len(tokens) + 1):
+            if _repeats(tokens[:end], options.repetition_guard, options.repetition_span):
+                return end, len(tokens)
+        return None, len(tokens)
+
+    for speech in ("ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ 진짜 웃기다", " no no no no no no, I said no", "はいはいはいはい、わかりました",
+                   " 0 0 0 0 0 0 0 0 1", " ha ha ha ha ha ha ha ha ha ha", " 네 네 네 네 네 네",
+                   " 1111 2222 1111 2222", " la la la la la la la la la la la la"):
+        assert first_cut(speech)[0] is None, speech
+    for loop, repeats in ((" I don't know what to do.", 6), (" ありがとうございました。", 8),
+                          (" 감사합니다", 25), ("ㅋ", 100)):
+        cut, total = first_cut(loop * repeats)
+        assert cut is not None and cut < total, loop
 
 
 def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):

@@ -287,20 +287,6 @@ def test_a_test_set_given_after_stage_3_is_formatted_at_stage_10(recipe, tmp_pat
     assert f"--test_sets {tmp_path / 'nowhere'}: no data dir at" in missing.stderr
 
 
-def test_bitfit_by_method_name_trains_exports_and_reports(recipe):
-    """``--method bitfit``: the biases alone train, stage 9 exports without merging and reports
-    the count (the summary's rows per method: the S2-LoRA test)."""
-    result = run(recipe, "--method", "bitfit", "--stage", "7", "--stop_stage", "9",
-                 "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "nothing to merge" in result.stdout + result.stderr
-    exp = recipe / "exp" / "asr_train_bitfit"
-    params = (exp / "export" / "params.yaml").read_text()
-    assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params
-    assert (exp / "export" / "adapter" / "adapter.pth").stat().st_size < 1_000_000
-    assert "percent_of_raw_lora: 7.00" in params  # 75,776 / 1,081,344 = 7.0076%
-
-
 def kill_after_first_epoch(recipe, exp, *args):
     """Run the driver with ``args`` and kill it (the whole process group) once stage 8 has
     written its first epoch into ``exp``."""
@@ -559,7 +545,8 @@ def test_sweep_runs_records_resumes_and_reports(recipe, tmp_path):
     """bench/sweep.py through the real driver: one method, one seed, on the tiny data (the
     run's own --local_data_opts replace the sweep's larger test sets). The record holds every
     test utterance's errors as sclite counted them; a second sweep finds the record and runs
-    nothing."""
+    nothing. The method is ``bitfit`` (``--method bitfit``, as the sweep runs it): the biases
+    alone train, stage 9 exports without merging and reports the count."""
     records, report = tmp_path / "runs", tmp_path / "results.md"
     run_args = shlex.join(["--local_data_opts", TINY, "--nj", "1", "--zero_shot", "false",
                            "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
@@ -577,6 +564,12 @@ def test_sweep_runs_records_resumes_and_reports(recipe, tmp_path):
         assert order[test]["utts"] == sorted(read_map(work / "data" / test / "text"))
         assert sum(record["errors"][test]) == parse_result(scored)["count"]["Err"], test
     assert record["trainable"] == 75_776 and record["train_seconds"] > 0
+    exp = work / "exp/asr_train_bitfit_seed3"
+    assert "nothing to merge" in (work / "exp/logs/sweep_bitfit_seed3.log").read_text()
+    params = (exp / "export" / "params.yaml").read_text()
+    assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params
+    assert (exp / "export" / "adapter" / "adapter.pth").stat().st_size < 1_000_000
+    assert "percent_of_raw_lora: 7.00" in params  # 75,776 / 1,081,344 = 7.0076%
     assert "| bitfit | 75,776 | 3 |" in report.read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 recorded already, 0 to run" in again.stderr

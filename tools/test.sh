@@ -11,5 +11,6 @@ cd "$root"
 workers=${LALORA_TEST_WORKERS:-2}
 [[ $workers =~ ^[0-9]+$ ]] || { echo "error: LALORA_TEST_WORKERS must be a whole number (0 or 1: one process), got '$workers'" >&2; exit 2; }
 parallel=()
-[ "$workers" -le 1 ] || parallel=(-n "$workers" --dist loadfile)
+# --no-loadscope-reorder: files in tests/conftest.py's order (longest first), not by test count
+[ "$workers" -le 1 ] || parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 exec "$py" -m pytest -q --durations=12 "${parallel[@]}" tests "$@"  # the slowest: CI near 20 min

@@ -27,7 +27,8 @@ def reference(export: Path, audio, langs):
     model.encoder.do_pad_trim = True  # the exported models always see 30-s windows
     transcriber = WhisperTranscriber(model)
     # 1500 frames x 0.15 > 224 tokens: the cap is Whisper's own sample length, as in openai-whisper
-    options = DecodeOptions(beam_size=1, maxlenratio=0.15, whisper_filters=True, repetition_guard=0)
+    options = DecodeOptions(beam_size=1, maxlenratio=0.15, max_tokens=224, whisper_filters=True,
+                            repetition_guard=0)
     out = {}
     for key, speech in audio.items():
         result = transcriber([transcriber.encode(speech)], [transcriber.prompt(langs[key])],

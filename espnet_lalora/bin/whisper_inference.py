@@ -44,7 +44,13 @@ def get_parser():
     p.add_argument("--whisper_filters", type=lambda s: s.lower() == "true", default=False,
                    help="apply openai-whisper's SuppressBlank/SuppressTokens filters")
     p.add_argument("--repetition_guard", type=int, default=4,
-                   help="end a hypothesis repeating an n-gram this many times (0: off)")
+                   help="end a hypothesis repeating an n-gram this many times in a row (0: off)")
+    p.add_argument("--repetition_span", type=int, default=20,
+                   help="... where the repeats cover at least this many tokens (a bigram needs "
+                        "10 repeats, one token 20: short repeats are speech; 0: any n-gram)")
+    p.add_argument("--max_tokens", type=_optional_int, default=None,
+                   help="a cap on the new tokens besides --maxlenratio and the model's 448-token "
+                        "context (openai-whisper's sample_len is 224; none: no cap)")
     p.add_argument("--ranking", default="espnet", choices=["espnet", "whisper"],
                    help="beam search and ranking: ESPnet's (the beam best (hypothesis, token) "
                         "pairs, the best summed log-probability wins) or openai-whisper's (each "
@@ -58,7 +64,8 @@ def get_parser():
                         "((5 + length) / 6) ** length_penalty (Google NMT's, 0 to 1)")
     p.add_argument("--config", type=Path,
                    help="an ESPnet decoding YAML (beam_size, maxlenratio, batch_size, ranking, "
-                        "patience, length_penalty, whisper_filters)")
+                        "patience, length_penalty, whisper_filters, dtype, repetition_guard, "
+                        "repetition_span, max_tokens)")
     p.add_argument("--detect_language", type=_bool, default=False,
                    help="ignore the given language: Whisper's language identification picks it "
                         "among --lid_languages (the language-unknown case)")
@@ -83,6 +90,10 @@ def _optional_float(value: str):
     return None if value.lower() in ("none", "null", "") else float(value)
 
 
+def _optional_int(value: str):
+    return None if value.lower() in ("none", "null", "") else int(value)
+
+
 def _bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
@@ -101,11 +112,14 @@ def main(argv=None):
         conf = yaml.safe_load(args.config.read_text()) or {}
         given = {a.split("=")[0].lstrip("-") for a in (argv or sys.argv[1:]) if a.startswith("--")}
         for key in ("beam_size", "maxlenratio", "batch_size", "ranking", "patience",
-                    "length_penalty", "whisper_filters", "dtype"):
+                    "length_penalty", "whisper_filters", "dtype", "repetition_guard",
+                    "repetition_span", "max_tokens"):
             if key in conf and key not in given:
                 value = conf[key]
                 if key == "length_penalty":
                     value = _optional_float(str(value))
+                elif key == "max_tokens":
+                    value = _optional_int(str(value))
                 elif key == "whisper_filters":
                     value = _bool(str(value))
                 else:
@@ -130,6 +144,10 @@ def main(argv=None):
         sys.exit("error: --beam_size and --batch_size must be at least 1")
     if args.maxlenratio <= 0:
         sys.exit("error: --maxlenratio must be > 0 (tokens per encoder frame, e.g. 0.5)")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        sys.exit("error: --max_tokens must be at least 1 (or none: no cap)")
+    if args.repetition_guard < 0 or args.repetition_span < 0:
+        sys.exit("error: --repetition_guard and --repetition_span must be 0 (off) or more")
     if args.ranking not in ("espnet", "whisper"):
         sys.exit(f"error: --ranking must be espnet or whisper, got {args.ranking!r}")
     if args.ranking == "whisper" and round(args.beam_size * args.patience) < 1:
@@ -189,7 +207,9 @@ def main(argv=None):
             expert_of(k, langs[k], f"from {args.utt2lang or '--lang'}")
     options = DecodeOptions(beam_size=args.beam_size, maxlenratio=args.maxlenratio,
                             whisper_filters=args.whisper_filters,
-                            repetition_guard=args.repetition_guard, ranking=args.ranking,
+                            repetition_guard=args.repetition_guard,
+                            repetition_span=args.repetition_span, max_tokens=args.max_tokens,
+                            ranking=args.ranking,
                             patience=args.patience, length_penalty=args.length_penalty)
 
     progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
