@@ -129,11 +129,11 @@ def main():
                 beam_size=None if beam == 1 else beam))[0].text
         return run
 
-    def ours(beam, ranking="espnet", int8=False):
+    def ours(beam, ranking="espnet", int8=False, fused=True):
         model = load_model(config, model_file, "cpu")  # padded or not as its config says
         if int8:
             quantize_int8(model)
-        t = WhisperTranscriber(model)
+        t = WhisperTranscriber(model, fused_attention=fused)
         options = DecodeOptions(beam_size=beam, maxlenratio=maxlenratio, ranking=ranking,
                                 whisper_filters=ranking == "whisper")
         return lambda audio, lang: t.to_text(t([t.encode(audio)], [t.prompt(lang)], options)[0])[0]
@@ -156,6 +156,8 @@ def main():
         f"espnet-lalora greedy ({pad})": ours(1),
         f"espnet-lalora beam 5, ESPnet ranking ({pad})": ours(5),
         f"espnet-lalora beam 5, Whisper ranking ({pad})": ours(5, "whisper"),
+        f"espnet-lalora beam 5, Whisper ranking, unfused encoder attention ({pad})":
+            ours(5, "whisper", fused=False),
         f"espnet-lalora beam 5, Whisper ranking, int8 ({pad})": ours(5, "whisper", int8=True),
         f"espnet-lalora greedy, int8 ({pad})": ours(1, int8=True),
         "faster-whisper beam 5, float32": faster_whisper(5, "float32"),
