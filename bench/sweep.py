@@ -392,8 +392,10 @@ def report(args):
            "Made by `bench/sweep.py` (the runs are recorded in `docs/results/runs/`); the "
            "command that runs them all and writes this page:", "",
            "    .venv/bin/python bench/sweep.py", "",
-           "Every run is `./run.sh --method <m> --seed <s>` of `egs2/mini_multi/asr1` (greedy "
-           "decoding, language given), in a copy of the recipe per training size. Test sets "
+           "Every run is `./run.sh --method <m> --seed <s>` of `egs2/mini_multi/asr1`, in a copy "
+           "of the recipe per training size, decoded alike (`--inference_args '" + DECODING +
+           "'`: greedy, language given; the first five records were decoded before the encoder's "
+           "attention went through PyTorch's fused kernel, a float-rounding difference). Test sets "
            "(local/synth_corpus.py): `test` is the in-grammar espeak-ng set; `test_free` new "
            "sentences outside the grammar (same held-out voice); `test_room` the `test` "
            "sentences read by two voice variants never in training, reverberated and with noise "
