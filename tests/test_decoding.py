@@ -328,6 +328,8 @@ def test_unmerged_lora_decodes_like_the_merged_model(speech, token_list):
     (["--lang", "ja", "--ranking", "whisper", "--patience", "0.05"], "--patience must leave"),
     (["--lang", "ja", "--length_penalty", "2"], "--length_penalty must be between 0 and 1"),
     (["--lang", "ja", "--dtype", "int8", "--ngpu", "1"], "--dtype int8 is for CPU decoding"),
+    (["--lang", "ja", "--max_tokens", "0"], "--max_tokens must be at least 1 (or none"),
+    (["--lang", "ja", "--repetition_span", "-1"], "--repetition_guard and --repetition_span must"),
     ([], "give --utt2lang or --lang"),
 ])
 def test_decoder_rejects_bad_options(tmp_path, extra, message):
@@ -362,6 +364,13 @@ def test_decoding_config_sets_the_ranking(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "--length_penalty must be" in result.stderr, result.stderr
     assert not (tmp_path / "o").exists()
+    # the guard's and the cap's keys too
+    (tmp_path / "decode.yaml").write_text("repetition_span: -2\nmax_tokens: null\n")
+    result = subprocess.run(base, capture_output=True, text=True)
+    assert result.returncode != 0 and "--repetition_span must" in result.stderr, result.stderr
+    (tmp_path / "decode.yaml").write_text("max_tokens: 0\n")
+    result = subprocess.run(base, capture_output=True, text=True)
+    assert result.returncode != 0 and "--max_tokens must be at least 1" in result.stderr
 
 
 class MarkovDecoder:
