@@ -35,6 +35,8 @@ def main(argv=None):
                    default=["asr_train_lora", "asr_zero_shot_whisper_base"])
     p.add_argument("--test_sets", nargs="+",
                    default=["test", "test_free", "test_room", "test_engine"])
+    p.add_argument("--tags", nargs="+", default=list(TAGS), choices=list(TAGS),
+                   help="the decodings to compare (the first is the reference: greedy)")
     args = p.parse_args(argv)
 
     def counts(exp, tag, test):
@@ -48,12 +50,12 @@ def main(argv=None):
         path = args.recipe / "data" / test / "utt2lang"
         return dict(line.split() for line in path.read_text().splitlines())
 
-    tags = list(TAGS)
-    print(f"CER % (errors / reference characters) in {args.recipe}; last columns: beam 5 minus "
-          "greedy, 95% bootstrap interval over utterances, two-sided p")
-    print("| model | test set | language | utts | " + " | ".join(TAGS.values()) +
-          " | ESPnet ranking - greedy | Whisper ranking - greedy |")
-    print("|" + " --- |" * (4 + len(tags) + 2))
+    tags = args.tags
+    print(f"CER % (errors / reference characters) in {args.recipe}; last columns: each beam "
+          f"minus {TAGS[tags[0]]}, 95% bootstrap interval over utterances, two-sided p")
+    print("| model | test set | language | utts | " + " | ".join(TAGS[t] for t in tags) + " | " +
+          " | ".join(f"{TAGS[t]} - {TAGS[tags[0]]}" for t in tags[1:]) + " |")
+    print("|" + " --- |" * (4 + 2 * len(tags) - 1))
     for exp in args.exps:
         pooled = {tag: {} for tag in tags}
         for test in args.test_sets:
@@ -62,17 +64,17 @@ def main(argv=None):
             for tag in tags:
                 pooled[tag].update({f"{test}/{u}": c for u, c in by_tag[tag].items()})
             for lang in sorted(set(utt_lang.values())) + [None]:
-                utts = sorted(u for u in by_tag["decode"] if lang is None or utt_lang[u] == lang)
+                utts = sorted(u for u in by_tag[tags[0]] if lang is None or utt_lang[u] == lang)
                 print(row(exp, test, lang or "all", utts, by_tag, tags))
-        print(row(exp, "all four", "all", sorted(pooled["decode"]), pooled, tags))
+        print(row(exp, "all", "all", sorted(pooled[tags[0]]), pooled, tags))
 
 
 def row(exp, test, lang, utts, by_tag, tags):
     cells = [f"{cer(by_tag[tag], utts):.1f}" for tag in tags]
     diffs = []
-    for tag in ("decode_beam5_espnet", "decode_beam5"):
-        errors = [np.array([[by_tag[t][u][0] for u in utts]]) for t in (tag, "decode")]
-        lengths = np.array([by_tag["decode"][u][1] for u in utts])
+    for tag in tags[1:]:
+        errors = [np.array([[by_tag[t][u][0] for u in utts]]) for t in (tag, tags[0])]
+        lengths = np.array([by_tag[tags[0]][u][1] for u in utts])
         c = compare(errors[0], errors[1], lengths)
         diffs.append(f"{c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}] p={c['p']:.2f}")
     return f"| {exp} | {test} | {lang} | {len(utts)} | " + " | ".join(cells + diffs) + " |"

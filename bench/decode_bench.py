@@ -55,7 +55,9 @@ def read_set(test: Path, max_utts=None):
     from espnet_lalora.datadir import read_map
 
     wavs, langs, texts = (read_map(test / n) for n in ("wav.scp", "utt2lang", "text"))
-    utts = sorted(wavs)[:max_utts] if max_utts else sorted(wavs)
+    utts = sorted(wavs)
+    if max_utts and max_utts < len(utts):  # evenly spread: every language, not the first ones
+        utts = [utts[i * len(utts) // max_utts] for i in range(max_utts)]
     return [(u, soundfile.read(wavs[u], dtype="float32")[0], langs[u], texts[u]) for u in utts]
 
 

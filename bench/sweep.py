@@ -54,7 +54,8 @@ DECODE_SUFFIX = {"lang_experts": "_routed"}
 RECORDS = ROOT / "docs" / "results" / "runs"
 # Every run decodes alike, whatever conf/decode.yaml says today: greedy, with the length cap and
 # repetition guard of the first recorded runs (224 tokens; any n-gram 4 times in a row).
-DECODING = "--beam_size 1 --maxlenratio 0.5 --max_tokens 224 --repetition_guard 4 --repetition_span 0"
+DECODING = ("--beam_size 1 --ranking espnet --maxlenratio 0.5 --max_tokens 224 "
+            "--repetition_guard 4 --repetition_span 0")
 
 
 def log(message):
