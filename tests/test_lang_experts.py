@@ -82,10 +82,10 @@ def test_training_routes_each_utterance_to_its_own_expert(model, speech):
         assert float(g_mixed[0].abs().max()) == 0.0  # en: not in the batch
         assert float(g_ja[1].abs().max()) > 0
         # the batch of two runs other GEMM shapes through 12 blocks: float32 rounding differs
-        # by up to ~1e-4 of the gradient's scale (measured over seeds); a misrouted row would
-        # differ by its whole size
+        # by up to ~1e-4 of the gradient's scale (measured over seeds), and CI once saw 2.5e-3
+        # (threaded reductions); a misrouted row would differ by its whole size
         for got, alone in ((g_mixed[1], g_ja[1] / 2), (g_mixed[2], g_ko[2] / 2)):
-            torch.testing.assert_close(got, alone, rtol=0, atol=1e-3 * float(alone.abs().max()))
+            torch.testing.assert_close(got, alone, rtol=0, atol=1e-2 * float(alone.abs().max()))
 
 
 def test_a_language_without_expert_in_training_is_named(model, speech):
