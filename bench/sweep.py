@@ -51,6 +51,15 @@ METHODS = ["lora", "aw_lora", "vo_lora", "r1_lora", "la_lora", "s2_lora", "adalo
 DEFAULT_SIZES = {"full": METHODS, "low": ["lora", "vo_lora", "la_lora"]}
 # The decoding that stands for the method: the experts routed by the given language.
 DECODE_SUFFIX = {"lang_experts": "_routed"}
+# A method's other decodings (stage 10 makes them anyway), recorded too and reported as rows of
+# their own, "<method>:<name>": how much of the experts' result survives without the language
+# being given, or merged into one model.
+OTHER_DECODINGS = {"lang_experts": {"merged": "", "fused_learned": "_fused_learned",
+                                    "routed_lid": "_routed_lid",
+                                    "routed_lid_fused": "_routed_lid_fused"}}
+DECODING_LABELS = {"merged": "uniform fusion", "fused_learned": "learned fusion",
+                   "routed_lid": "routed by base-Whisper LID",
+                   "routed_lid_fused": "routed by the fused experts' LID"}
 RECORDS = ROOT / "docs" / "results" / "runs"
 # Every run decodes alike, whatever conf/decode.yaml says today: greedy, with the length cap and
 # repetition guard of the first recorded runs (224 tokens; any n-gram 4 times in a row).
@@ -119,9 +128,16 @@ def record_run(work: Path, size: str, method: str, seed: int, seconds: float):
     params = yaml.safe_load((work / "exp" / exp / "export" / "params.yaml").read_text())
     resources_file = work / "exp" / exp / "train_resources.yaml"
     resources = yaml.safe_load(resources_file.read_text()) if resources_file.is_file() else {}
+    def in_order(errors):
+        return {t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS}
+
     record = dict(method=method, seed=seed, size=size, trainable=params["trainable"],
-                  run_seconds=round(seconds), **resources,
-                  errors={t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS})
+                  run_seconds=round(seconds), **resources, errors=in_order(errors))
+    other = OTHER_DECODINGS.get(method, {})
+    if other:
+        record["decodings"] = {name: in_order(collect(work, exp, suffix))
+                               for name, suffix in other.items()
+                               if (work / "exp" / exp / f"decode_decode{suffix}").is_dir()}
     write_json(RECORDS / size / f"{method}_seed{seed}.json", record)
 
 
@@ -185,7 +201,18 @@ def load_records(size: str):
         if path.name != "test_sets.json":
             record = json.loads(path.read_text())
             runs.setdefault(record["method"], []).append(record)
+            for name, errors in record.get("decodings", {}).items():
+                runs.setdefault(f"{record['method']}:{name}", []).append(
+                    dict(record, method=f"{record['method']}:{name}", errors=errors))
     return order, runs
+
+
+def method_order(runs):
+    """zero-shot, then the methods in METHODS order, each followed by its other decodings."""
+    order = ["zero_shot"]
+    for m in METHODS:
+        order += [m] + [f"{m}:{name}" for name in OTHER_DECODINGS.get(m, {})]
+    return [m for m in order if m in runs]
 
 
 def matrix(runs, test, order, lang=None):
@@ -205,12 +232,15 @@ def fmt_ci(mean, half):
 
 
 def method_label(method):
+    if ":" in method:
+        name, decoding = method.split(":")
+        return f"{name} ({DECODING_LABELS[decoding]})"
     return {"zero_shot": "zero-shot Whisper base", "lang_experts": "lang_experts (routed)"}.get(
         method, method)
 
 
 def size_tables(size, order, runs, out, comparisons):
-    methods = [m for m in ["zero_shot"] + METHODS if m in runs]
+    methods = method_order(runs)
     opts = SIZES[size]
     out.append(f"\n## Training size `{size}`: {opts['per_lang']} utterances per language, "
                f"{opts['epochs']} epochs\n")
@@ -218,7 +248,8 @@ def size_tables(size, order, runs, out, comparisons):
     out.append(f"Test utterances: {counts}. CER % (sclite), mean over seeds ± the half-width of "
                "its 95% t-interval; [brackets]: 95% bootstrap interval over utterances of the "
                "seed-averaged CER. Trainable: parameters the method trains (the experts: four "
-               "LoRAs, one per language, routed by the given language).\n")
+               "LoRAs, one per language, routed by the given language unless the row says "
+               "otherwise).\n")
     head = ("| method | trainable | seeds | " + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS)
             + f" | CER {SET_NAMES['ood']} | train s | peak MB |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -333,6 +364,10 @@ def claims(out, comparisons, runs_by_size):
         ("Language experts gain 10-15% relative over one pooled LoRA (Li et al.)", "in-grammar",
          verdict_better(get("full", "lang_experts", "test"))),
         ("", "out-of-domain", verdict_better(get("full", "lang_experts", "ood"))),
+        ("... with the language detected (base-Whisper LID), not given", "out-of-domain",
+         verdict_better(get("full", "lang_experts:routed_lid", "ood"))),
+        ("... merged into one model (uniform fusion), no routing", "out-of-domain",
+         verdict_better(get("full", "lang_experts:merged", "ood"))),
         ("With scarce data, fewer trainable parameters overfit less: VO-LoRA better than LoRA",
          "out-of-domain, `low`", verdict_better(get("low", "vo_lora", "ood"))),
         ("... LA-LoRA better than LoRA", "out-of-domain, `low`",
@@ -365,6 +400,8 @@ def plot(runs_by_size, path: Path):
                 continue
             order, runs = runs_by_size[size]
             for m, rs in runs.items():
+                if ":" in m:  # another decoding of a method: same parameters, one point each
+                    continue
                 errors, lengths = matrix(rs, test, order)
                 mean, half = seed_interval(run_cers(errors, lengths))
                 if m == "zero_shot":  # far above the others: named in the title, not drawn
@@ -410,7 +447,7 @@ def report(args):
         runs_by_size[size] = (order, runs)
     planned = sum(len(DEFAULT_SIZES[size]) * 3 for size in SIZES)
     recorded = sum(len(rs) for _, runs in runs_by_size.values()
-                   for m, rs in runs.items() if m != "zero_shot")
+                   for m, rs in runs.items() if m != "zero_shot" and ":" not in m)
     out.append(f"Runs recorded: {recorded} of the {planned} of the default sweep (seeds 1-3)"
                + (": the sweep is not finished, and a method with one seed has no seed "
                   "spread in its intervals yet." if recorded < planned else ".") + "\n")

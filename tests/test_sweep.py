@@ -1,6 +1,6 @@
 """bench/sweep.py's report on records whose answer is known: a method identical to LoRA matches
 it, a clearly worse one is flagged after Holm's correction and fails its claim, a method not run
-says so; and the plot is written."""
+says so, a method's other decodings are rows and claims of their own; and the plot is written."""
 
 import json
 import subprocess
@@ -23,12 +23,17 @@ def write_records(folder: Path):
     (folder / "full").mkdir(parents=True)
     (folder / "full" / "test_sets.json").write_text(json.dumps(order))
 
-    def runs(method, rate, trainable, seeds=(1, 2, 3), same_as=None):
+    def draw(rate):
+        return {t: rng.binomial(order[t]["lengths"], rate).tolist() for t in SETS}
+
+    def runs(method, rate, trainable, seeds=(1, 2, 3), same_as=None, decodings=None):
         for seed in seeds:
-            errors = ({t: same_as[seed][t] for t in SETS} if same_as else
-                      {t: rng.binomial(order[t]["lengths"], rate).tolist() for t in SETS})
+            errors = {t: same_as[seed][t] for t in SETS} if same_as else draw(rate)
             record = dict(method=method, seed=seed, size="full", trainable=trainable,
                           train_seconds=100.0 + seed, peak_rss_mb=2000, errors=errors)
+            if decodings:
+                record["decodings"] = {name: dict(lora[seed]) if rate == "lora" else draw(rate)
+                                       for name, rate in decodings.items()}
             (folder / "full" / f"{method}_seed{seed}.json").write_text(json.dumps(record))
             yield seed, errors
 
@@ -36,6 +41,9 @@ def write_records(folder: Path):
     list(runs("vo_lora", 0.05, 294_912, same_as=lora))  # the same errors as LoRA
     list(runs("la_lora", 0.15, 106_496))  # three times LoRA's errors
     list(runs("zero_shot", 0.5, 0, seeds=(0,)))
+    # routed: half LoRA's errors; merged: LoRA's own; routed by LID: worse than LoRA
+    list(runs("lang_experts", 0.025, 4_325_376,
+              decodings=dict(merged="lora", routed_lid=0.15)))
 
 
 def test_report_verdicts_and_plot(tmp_path):
@@ -64,6 +72,16 @@ def test_report_verdicts_and_plot(tmp_path):
     assert claims["S2-LoRA generalizes better out of domain than AdaLoRA (Liu et al.)"
                   "out-of-domain"] == "not run yet"
     assert "| zero-shot Whisper base | 0 | - |" in text
+    assert "Runs recorded: 12 of" in text  # other decodings are not runs
+    for label in ("routed", "uniform fusion", "routed by base-Whisper LID"):
+        assert f"| lang_experts ({label}) | 4,325,376 | 1,2,3 |" in text, label
+    assert "fused experts' LID" not in text  # not in the records: no row
+    assert claims["Language experts gain 10-15% relative over one pooled LoRA (Li et al.)"
+                  "out-of-domain"] == "holds"
+    assert claims["... merged into one model (uniform fusion), no routingout-of-domain"] == \
+        "not separable at this sample size"
+    assert claims["... with the language detected (base-Whisper LID), not givenout-of-domain"] \
+        == "does not hold (worse)"
 
 
 def test_bad_options_are_refused(tmp_path):
