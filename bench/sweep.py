@@ -138,6 +138,12 @@ def record_run(work: Path, size: str, method: str, seed: int, seconds: float):
         record["decodings"] = {name: in_order(collect(work, exp, suffix))
                                for name, suffix in other.items()
                                if (work / "exp" / exp / f"decode_decode{suffix}").is_dir()}
+        # how often the language was detected right, where the decoding routed by it
+        lid = {name: {t: yaml.safe_load(f.read_text())["accuracy"] for t in TEST_SETS
+                      for f in [work / "exp" / exp / f"decode_decode{suffix}" / t /
+                                "lid_accuracy.yaml"] if f.is_file()}
+               for name, suffix in other.items()}
+        record["lid_accuracy"] = {name: acc for name, acc in lid.items() if acc}
     write_json(RECORDS / size / f"{method}_seed{seed}.json", record)
 
 
@@ -203,7 +209,8 @@ def load_records(size: str):
             runs.setdefault(record["method"], []).append(record)
             for name, errors in record.get("decodings", {}).items():
                 runs.setdefault(f"{record['method']}:{name}", []).append(
-                    dict(record, method=f"{record['method']}:{name}", errors=errors))
+                    dict(record, method=f"{record['method']}:{name}", errors=errors,
+                         lid_by_set=record.get("lid_accuracy", {}).get(name)))
     return order, runs
 
 
@@ -280,6 +287,15 @@ def size_tables(size, order, runs, out, comparisons):
                 pair.append(f"{run_cers(errors, lengths).mean():.2f}")
             cells.append(" / ".join(pair))
         out.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
+    routed_by_lid = [m for m in methods if all(r.get("lid_by_set") for r in runs[m])]
+    if routed_by_lid:
+        out.append("\nLanguage identification of the decodings routed by it: utterances whose "
+                   "detected language is the right one, %, mean over seeds:\n")
+        head = "| decoding | " + " | ".join(SET_NAMES[t] for t in TEST_SETS) + " |"
+        out += [head, "|" + "---|" * (len(TEST_SETS) + 1)]
+        for m in routed_by_lid:
+            cells = [f"{np.mean([r['lid_by_set'][t] for r in runs[m]]):.1f}" for t in TEST_SETS]
+            out.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
 
     if "lora" not in runs:
         return
