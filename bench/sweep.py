@@ -256,7 +256,10 @@ def size_tables(size, order, runs, out, comparisons):
                "its 95% t-interval; [brackets]: 95% bootstrap interval over utterances of the "
                "seed-averaged CER. Trainable: parameters the method trains (the experts: four "
                "LoRAs, one per language, routed by the given language unless the row says "
-               "otherwise).\n")
+               "otherwise). Train s: median over seeds of stage 8's wall time; the runs were "
+               "made in several sessions on 2-core machines of one kind, and the same run "
+               "measured 375-612 s, so compare training speed with the interleaved "
+               "`bench/train_step_bench.py` (docs/benchmarks.md) instead.\n")
     head = ("| method | trainable | seeds | " + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS)
             + f" | CER {SET_NAMES['ood']} | train s | peak MB |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]
