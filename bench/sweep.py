@@ -246,6 +246,16 @@ def method_label(method):
         method, method)
 
 
+def spread_note(runs):
+    """The widest range of training seconds one method had over its seeds, as a caution."""
+    spans = [(max(t) / min(t), m, min(t), max(t)) for m, rs in runs.items() if ":" not in m
+             for t in [[r["train_seconds"] for r in rs if r.get("train_seconds")]] if len(t) > 1]
+    if not spans:
+        return ""
+    _, m, low, high = max(spans)
+    return f" (one method's seeds took {low:.0f}-{high:.0f} s: {m})"
+
+
 def size_tables(size, order, runs, out, comparisons):
     methods = method_order(runs)
     opts = SIZES[size]
@@ -257,9 +267,9 @@ def size_tables(size, order, runs, out, comparisons):
                "seed-averaged CER. Trainable: parameters the method trains (the experts: four "
                "LoRAs, one per language, routed by the given language unless the row says "
                "otherwise). Train s: median over seeds of stage 8's wall time; the runs were "
-               "made in several sessions on 2-core machines of one kind, and the same run "
-               "measured 375-612 s, so compare training speed with the interleaved "
-               "`bench/train_step_bench.py` (docs/benchmarks.md) instead.\n")
+               f"made in several sessions on 2-core machines of one kind{spread_note(runs)}, so "
+               "compare training speed with the interleaved `bench/train_step_bench.py` "
+               "(docs/benchmarks.md) instead.\n")
     head = ("| method | trainable | seeds | " + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS)
             + f" | CER {SET_NAMES['ood']} | train s | peak MB |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]

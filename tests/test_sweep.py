@@ -74,6 +74,7 @@ def test_report_verdicts_and_plot(tmp_path):
                   "out-of-domain"] == "not run yet"
     assert "| zero-shot Whisper base | 0 | - |" in text
     assert "Runs recorded: 12 of" in text  # other decodings are not runs
+    assert "one method's seeds took 101-103 s" in text  # the training-time caution
     for label in ("routed", "uniform fusion", "routed by base-Whisper LID"):
         assert f"| lang_experts ({label}) | 4,325,376 | 1,2,3 |" in text, label
     assert "fused experts' LID" not in text  # not in the records: no row
