@@ -85,11 +85,16 @@ def workdir(recipe: Path, size: str) -> Path:
     return work
 
 
+def decode_dir(work: Path, exp: str, suffix: str = "") -> Path:
+    """Stage 10's output for one decoding of an experiment (suffix: the method's decode mode)."""
+    return work / "exp" / exp / f"decode_decode{suffix}"
+
+
 def collect(work: Path, exp: str, suffix: str = "") -> dict:
     """Per test set, {utterance: errors} from stage 11's sclite alignments."""
     sets = {}
     for test in TEST_SETS:
-        result = work / "exp" / exp / f"decode_decode{suffix}" / test / "score_cer" / "result.txt"
+        result = decode_dir(work, exp, suffix) / test / "score_cer" / "result.txt"
         if not result.is_file():
             raise FileNotFoundError(f"{result}: missing (did stage 11 run?)")
         sets[test] = {u: e for u, (e, _) in sclite_utterances(result).items()}
@@ -100,8 +105,7 @@ def test_set_record(work: Path, exp: str) -> dict:
     """Per test set: utterances in order, their reference lengths and languages (once per size)."""
     out = {}
     for test in TEST_SETS:
-        counts = sclite_utterances(work / "exp" / exp / "decode_decode" / test / "score_cer" /
-                                   "result.txt")
+        counts = sclite_utterances(decode_dir(work, exp) / test / "score_cer" / "result.txt")
         langs = dict(line.split() for line in
                      (work / "data" / test / "utt2lang").read_text().splitlines())
         utts = sorted(counts)
@@ -135,15 +139,14 @@ def record_run(work: Path, size: str, method: str, seed: int, seconds: float):
                   run_seconds=round(seconds), **resources, errors=in_order(errors))
     other = OTHER_DECODINGS.get(method, {})
     if other:
-        record["decodings"] = {name: in_order(collect(work, exp, suffix))
-                               for name, suffix in other.items()
-                               if (work / "exp" / exp / f"decode_decode{suffix}").is_dir()}
+        made = {name: decode_dir(work, exp, suffix) for name, suffix in other.items()
+                if decode_dir(work, exp, suffix).is_dir()}
+        record["decodings"] = {name: in_order(collect(work, exp, other[name])) for name in made}
         # how often the language was detected right, where the decoding routed by it
-        lid = {name: {t: yaml.safe_load(f.read_text())["accuracy"] for t in TEST_SETS
-                      for f in [work / "exp" / exp / f"decode_decode{suffix}" / t /
-                                "lid_accuracy.yaml"] if f.is_file()}
-               for name, suffix in other.items()}
-        record["lid_accuracy"] = {name: acc for name, acc in lid.items() if acc}
+        record["lid_accuracy"] = {
+            name: {t: yaml.safe_load((folder / t / "lid_accuracy.yaml").read_text())["accuracy"]
+                   for t in TEST_SETS}
+            for name, folder in made.items() if (folder / "test" / "lid_accuracy.yaml").is_file()}
     write_json(RECORDS / size / f"{method}_seed{seed}.json", record)
 
 
@@ -186,7 +189,7 @@ def run_sweep(args, recipe: Path):
             log(f"FAILED after {seconds:.0f} s: {run_log}")
             continue
         record_run(work, size, method, seed, seconds)
-        zero_shot_done = (work / "exp" / "asr_zero_shot_whisper_base" / "decode_decode").is_dir()
+        zero_shot_done = decode_dir(work, "asr_zero_shot_whisper_base").is_dir()
         if zero_shot_done and not (RECORDS / size / "zero_shot.json").is_file():
             record_zero_shot(work, size)
         done = index + 1
