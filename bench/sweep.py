@@ -35,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from espnet_lalora.significance import (compare, holm, run_cers, sclite_utterances,  # noqa: E402
-                                        seed_interval, utterance_interval)
+                                        cer_interval, seed_interval)
 
 TEST_SETS = ["test", "test_free", "test_room", "test_engine"]
 OOD = ["test_free", "test_room", "test_engine"]
@@ -281,7 +281,7 @@ def size_tables(size, order, runs, out, comparisons):
         for t in TEST_SETS + ["ood"]:
             errors, lengths = matrix(runs[m], t, order)
             mean, half = seed_interval(run_cers(errors, lengths))
-            low, high = utterance_interval(errors, lengths)
+            low, high = cer_interval(errors, lengths)
             cells.append(f"{fmt_ci(mean, half)} [{low:.1f}, {high:.1f}]")
         train = [r.get("train_seconds") for r in runs[m] if r.get("train_seconds")]
         peak = [r.get("peak_rss_mb") for r in runs[m] if r.get("peak_rss_mb")]
@@ -435,18 +435,22 @@ def plot(runs_by_size, path: Path):
                 if ":" in m:  # another decoding of a method: same parameters, one point each
                     continue
                 errors, lengths = matrix(rs, test, order)
-                mean, half = seed_interval(run_cers(errors, lengths))
+                mean = run_cers(errors, lengths).mean()
                 if m == "zero_shot":  # far above the others: named in the title, not drawn
                     zero_shot[test] = mean
                     continue
-                ax.errorbar(rs[0]["trainable"], mean, yerr=0 if np.isnan(half) else half,
+                # the bootstrap the comparisons use: a t-interval over 2-3 seeds is so wide
+                # (t = 4.3 at 3 seeds) that it reaches below zero and hides every difference
+                low, high = cer_interval(errors, lengths, seeds_too=True)
+                ax.errorbar(rs[0]["trainable"], mean, yerr=[[mean - low], [high - mean]],
                             fmt=marker, capsize=3, color="C0" if size == "full" else "C3")
                 ax.annotate(f"{m}" + ("" if size == "full" else " (low)"),
                             (rs[0]["trainable"], mean), textcoords="offset points",
                             xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters")
-        ax.set_ylabel("CER % (mean over seeds, 95% interval)")
+        ax.set_ylabel("CER % (mean over seeds, 95% bootstrap interval:\n"
+                      "seeds and utterances resampled)", fontsize=9)
         ax.set_title(SET_NAMES[test].replace("`", "") + (
             f" (zero-shot Whisper base: {zero_shot[test]:.1f})" if test in zero_shot else ""),
             fontsize=10)
@@ -470,7 +474,9 @@ def report(args):
            "sentences outside the grammar (same held-out voice); `test_room` the `test` "
            "sentences read by two voice variants never in training, reverberated and with noise "
            "at 10 dB SNR; `test_engine` the `test` sentences of Japanese (Open JTalk, Mei) and "
-           "English (flite). The plot: docs/results.png.", ""]
+           "English (flite). The plot: docs/results.png (CER against trainable parameters; "
+           "error bars: 95% bootstrap interval with seeds and utterances resampled, as in the "
+           "comparisons).", ""]
     comparisons, runs_by_size = {}, {}
     for size in SIZES:
         order, runs = load_records(size)

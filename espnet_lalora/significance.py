@@ -96,12 +96,13 @@ def compare(errors_a: np.ndarray, errors_b: np.ndarray, lengths: np.ndarray,
                 high=float(np.percentile(diffs, 97.5)), p=float(p))
 
 
-def utterance_interval(errors: np.ndarray, lengths: np.ndarray, rounds: int = 4000,
-                       seed: int = 0) -> Tuple[float, float]:
-    """95% bootstrap interval over utterances of the seed-averaged CER."""
-    diffs = _resampled_differences(errors, np.zeros((1, errors.shape[1])), lengths, rounds, seed,
-                                   seeds_too=False)
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+def cer_interval(errors: np.ndarray, lengths: np.ndarray, seeds_too: bool = False,
+                 rounds: int = 4000, seed: int = 0) -> Tuple[float, float]:
+    """95% bootstrap interval of the seed-averaged CER: the utterances resampled, and with
+    seeds_too the runs (seeds) as well, as compare() resamples them."""
+    cers = _resampled_differences(errors, np.zeros((1, errors.shape[1])), lengths, rounds, seed,
+                                  seeds_too=seeds_too)
+    return float(np.percentile(cers, 2.5)), float(np.percentile(cers, 97.5))
 
 
 def holm(pvalues: List[float]) -> List[float]:

@@ -6,7 +6,7 @@ import pytest
 
 from espnet_lalora.scoring import run_sclite, write_trn
 from espnet_lalora.significance import (cer, compare, holm, paired_bootstrap, sclite_utterances,
-                                        seed_interval, utterance_interval)
+                                        cer_interval, seed_interval)
 
 
 def test_counts_come_from_sclite_alignments(tmp_path):
@@ -52,14 +52,19 @@ def test_noisy_seeds_widen_the_interval():
     assert wild["high"] - wild["low"] > 2 * (calm["high"] - calm["low"])
 
 
-def test_seed_interval_and_utterance_interval():
+def test_seed_interval_and_cer_interval():
     mean, half = seed_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
     assert np.isnan(seed_interval([1.0])[1])
     errors, lengths = simulated(0.05, 2)
-    low, high = utterance_interval(errors, lengths)
+    low, high = cer_interval(errors, lengths)
     point = 100.0 * errors.mean(axis=0).sum() / lengths.sum()
     assert low < point < high and high - low < 3
+    # runs that disagree: resampling the seeds too must widen it (the plot's error bars)
+    rng = np.random.default_rng(4)
+    noisy = np.stack([rng.binomial(lengths, r) for r in (0.01, 0.05, 0.09)])
+    narrow, wide = cer_interval(noisy, lengths), cer_interval(noisy, lengths, seeds_too=True)
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0]) and wide[0] >= 0
 
 
 def test_paired_bootstrap_one_sided():
