@@ -442,7 +442,8 @@ def plot(runs_by_size, path: Path):
                 # the bootstrap the comparisons use: a t-interval over 2-3 seeds is so wide
                 # (t = 4.3 at 3 seeds) that it reaches below zero and hides every difference
                 low, high = cer_interval(errors, lengths, seeds_too=True)
-                ax.errorbar(rs[0]["trainable"], mean, yerr=[[mean - low], [high - mean]],
+                yerr = [[max(0, mean - low)], [max(0, high - mean)]]  # a percentile interval
+                ax.errorbar(rs[0]["trainable"], mean, yerr=yerr,
                             fmt=marker, capsize=3, color="C0" if size == "full" else "C3")
                 ax.annotate(f"{m}" + ("" if size == "full" else " (low)"),
                             (rs[0]["trainable"], mean), textcoords="offset points",
