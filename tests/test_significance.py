@@ -41,12 +41,17 @@ def test_a_clear_difference_is_found_and_bracketed():
     assert 2.5 < result["diff"] < 5.5  # about 4 points
 
 
+def disagreeing_runs(lengths):
+    """Three runs around simulated(0.05, ...)'s error rate that disagree with each other."""
+    rng = np.random.default_rng(4)
+    return np.stack([rng.binomial(lengths, r) for r in (0.01, 0.05, 0.09)])
+
+
 def test_noisy_seeds_widen_the_interval():
     """Same utterances, same mean, but one method's runs disagree with each other: the seed
     resampling must show it (the utterance bootstrap alone would not)."""
     steady, lengths = simulated(0.05, 3, seed=3)
-    rng = np.random.default_rng(4)
-    noisy = np.stack([rng.binomial(lengths, r) for r in (0.01, 0.05, 0.09)])
+    noisy = disagreeing_runs(lengths)
     calm = compare(steady, simulated(0.05, 3, seed=5)[0], lengths)
     wild = compare(noisy, simulated(0.05, 3, seed=5)[0], lengths)
     assert wild["high"] - wild["low"] > 2 * (calm["high"] - calm["low"])
@@ -61,8 +66,7 @@ def test_seed_interval_and_cer_interval():
     point = 100.0 * errors.mean(axis=0).sum() / lengths.sum()
     assert low < point < high and high - low < 3
     # runs that disagree: resampling the seeds too must widen it (the plot's error bars)
-    rng = np.random.default_rng(4)
-    noisy = np.stack([rng.binomial(lengths, r) for r in (0.01, 0.05, 0.09)])
+    noisy = disagreeing_runs(lengths)
     narrow, wide = cer_interval(noisy, lengths), cer_interval(noisy, lengths, seeds_too=True)
     assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0]) and wide[0] >= 0
 
