@@ -17,9 +17,10 @@ Prints markdown (docs/experts.md holds a run of it).
 import argparse
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from espnet_lalora.significance import cer, paired_bootstrap, sclite_utterances
+from espnet_lalora.significance import cer, compare, sclite_utterances
 
 # (row label, experiment, decode dir suffix, language given?)
 ROWS = [
@@ -102,9 +103,10 @@ def main():
               f"{row['trainable']:,} | {row['stored']:,} | {lid} | {cer(row['counts']):.2f} | "
               + " | ".join(f"{c:.2f}" for c in by_lang) + " |")
 
-    print("\nRelative CER change against the baseline (negative: fewer errors), 95% paired "
-          "bootstrap interval of the absolute difference over utterances (2,000 resamples), and "
-          "p: the share of resamples in which the contender is not better.\n")
+    print("\nRelative CER change against the baseline (negative: fewer errors), 95% interval of "
+          "the absolute difference with utterances as the unit (espnet_lalora.significance."
+          "compare), and its two-sided p. One run each: the seed spread is not in these "
+          "intervals (docs/results.md has the seeds).\n")
     print("| comparison | CER | baseline CER | relative change | 95% interval (points) | p |")
     print("|---|---|---|---|---|---|")
     for claim, i, j in CLAIMS:
@@ -112,7 +114,11 @@ def main():
         if a is None or b is None:
             continue
         ca, cb = cer(a["counts"]), cer(b["counts"])
-        low, high, p = paired_bootstrap(a["counts"], b["counts"])
+        utts = sorted(set(a["counts"]) & set(b["counts"]))
+        c = compare(np.array([[a["counts"][u][0] for u in utts]]),
+                    np.array([[b["counts"][u][0] for u in utts]]),
+                    np.array([a["counts"][u][1] for u in utts]))
+        low, high, p = c["low"], c["high"], c["p"]
         change = f"{100.0 * (ca - cb) / cb:+.1f}%" if cb > 0 else "n/a"
         print(f"| {claim} | {ca:.2f} | {cb:.2f} | {change} | [{low:+.2f}, {high:+.2f}] | "
               f"{p:.3f} |")

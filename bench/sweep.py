@@ -1,16 +1,23 @@
-"""The method comparison: methods x seeds x training sizes through the recipe driver, recorded run
-by run, then one report (docs/results.md) and one plot (docs/results.png) with each method's
-error rates, their uncertainty, paired significance against raw LoRA and the papers' claims.
+"""The method comparison: methods x seeds x training sizes (x learning rates) through the recipe
+driver, recorded run by run; then bench/sweep_report.py writes docs/results.md, docs/results.png
+and the README's findings from the records.
 
   .venv/bin/python bench/sweep.py                      # everything below, then the report
   .venv/bin/python bench/sweep.py --sizes full --seeds 1 --methods lora,vo_lora
+  .venv/bin/python bench/sweep.py --sizes full --methods lora,bitfit --tune_lr default
   .venv/bin/python bench/sweep.py --report_only        # the report from the records so far
+
+--tune_lr: a method's learning rate is chosen before its seeds run: seed 1 at each rate of the
+grid (3e-4, 1e-3, 3e-3; BitFit also 1e-2), the rate with the lowest dev CER wins (the test sets
+play no part), then the other seeds at that rate.
 
 Each training size has its own copy of the recipe, <recipe>/sweep/<size>/ (its own data, dump
 and exp; conf/ and local/ are the recipe's), so a sweep never touches the recipe's own runs.
-A finished run is recorded in docs/results/runs/<size>/<method>_seed<N>.json: per test set and
-utterance, the character errors (sclite), with the trainable parameters, training seconds and
-peak memory. The sweep skips a run that has a record, and the driver's stamps skip the stages a
+A finished run is recorded in docs/results/runs/<size>/<method>_lr<rate>_seed<N>.json: per set
+(dev and the test sets) and utterance, the character errors (sclite), decoded as the recipe decodes
+(conf/decode.yaml) and again greedily as the first sweep did; with the trainable parameters,
+training seconds and peak memory. (<method>_seed<N>.json: the first sweep's runs, rate 1e-3,
+greedy only.) The sweep skips a run that has a record, and the driver's stamps skip the stages a
 killed run had finished, so it resumes where it stopped, also on another machine (the records
 are committed; the run folders are not). The report reads the records only.
 
@@ -29,13 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from espnet_lalora.significance import (compare, holm, run_cers, sclite_utterances,  # noqa: E402
-                                        cer_interval, seed_interval)
+from espnet_lalora.significance import sclite_utterances  # noqa: E402
 
 TEST_SETS = ["test", "test_free", "test_room", "test_engine"]
 OOD = ["test_free", "test_room", "test_engine"]
@@ -45,10 +50,13 @@ SET_NAMES = {"test": "in-grammar (`test`)", "test_free": "other sentences (`test
 TEST_OPTS = "--test_per_lang 40 --free_per_lang 40 --room_per_lang 40 --engine_per_lang 40"
 SIZES = {"full": dict(data=TEST_OPTS, train="", per_lang=100, epochs=4),
          "low": dict(data=f"--train_subset 25 {TEST_OPTS}", train="--max_epoch 16", per_lang=25,
-                     epochs=16)}
+                     epochs=16),
+         # the test suite's: two languages, a few utterances, one epoch
+         "tiny": dict(data="--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2",
+                      train="--max_epoch 1 --batch_size 4 --num_workers 0", per_lang=6, epochs=1)}
 METHODS = ["lora", "aw_lora", "vo_lora", "r1_lora", "la_lora", "s2_lora", "adalora", "bitfit",
            "lang_experts"]
-DEFAULT_SIZES = {"full": METHODS, "low": ["lora", "vo_lora", "la_lora"]}
+DEFAULT_SIZES = {"full": METHODS, "low": ["lora", "vo_lora", "la_lora"], "tiny": ["lora"]}
 # The decoding that stands for the method: the experts routed by the given language.
 DECODE_SUFFIX = {"lang_experts": "_routed"}
 # A method's other decodings (stage 10 makes them anyway), recorded too and reported as rows of
@@ -61,10 +69,17 @@ DECODING_LABELS = {"merged": "uniform fusion", "fused_learned": "learned fusion"
                    "routed_lid": "routed by base-Whisper LID",
                    "routed_lid_fused": "routed by the fused experts' LID"}
 RECORDS = ROOT / "docs" / "results" / "runs"
-# Every run decodes alike, whatever conf/decode.yaml says today: greedy, with the length cap and
-# repetition guard of the first recorded runs (224 tokens; any n-gram 4 times in a row).
-DECODING = ("--beam_size 1 --ranking espnet --maxlenratio 0.5 --max_tokens 224 "
-            "--repetition_guard 4 --repetition_span 0")
+# Every run is decoded as the recipe decodes (conf/decode.yaml), and a second time as the first
+# sweep decoded every run: greedy, with the length cap and repetition guard of the first recorded
+# runs (224 tokens; any n-gram 4 times in a row), so that old and new records compare.
+GREEDY_DECODING = dict(beam_size=1, ranking="espnet", maxlenratio=0.5, max_tokens=224,
+                       repetition_guard=4, repetition_span=0, batch_size=8)
+GREEDY_TAG = "decode_greedy_old"
+DECODING = " ".join(f"--{k} {v}" for k, v in GREEDY_DECODING.items() if k != "batch_size")
+# The learning rates tried per method (seed 1, chosen on dev); BitFit's biases want larger ones.
+LR_GRID = [3e-4, 1e-3, 3e-3]
+LR_GRID_EXTRA = {"bitfit": [1e-2]}
+TUNED = ["lora", "la_lora", "s2_lora", "bitfit"]
 
 
 def log(message):
@@ -85,33 +100,56 @@ def workdir(recipe: Path, size: str) -> Path:
     return work
 
 
-def decode_dir(work: Path, exp: str, suffix: str = "") -> Path:
-    """Stage 10's output for one decoding of an experiment (suffix: the method's decode mode)."""
-    return work / "exp" / exp / f"decode_decode{suffix}"
+def decode_dir(work: Path, exp: str, suffix: str = "", tag: str = "decode") -> Path:
+    """Stage 10's output for one decoding of an experiment (suffix: the method's decode mode;
+    tag: the decoding config's name)."""
+    return work / "exp" / exp / f"decode_{tag}{suffix}"
 
 
-def collect(work: Path, exp: str, suffix: str = "") -> dict:
+def collect(work: Path, exp: str, sets, suffix: str = "", tag: str = "decode") -> dict:
     """Per test set, {utterance: errors} from stage 11's sclite alignments."""
-    sets = {}
-    for test in TEST_SETS:
-        result = decode_dir(work, exp, suffix) / test / "score_cer" / "result.txt"
+    out = {}
+    for test in sets:
+        result = decode_dir(work, exp, suffix, tag) / test / "score_cer" / "result.txt"
         if not result.is_file():
             raise FileNotFoundError(f"{result}: missing (did stage 11 run?)")
-        sets[test] = {u: e for u, (e, _) in sclite_utterances(result).items()}
-    return sets
-
-
-def test_set_record(work: Path, exp: str) -> dict:
-    """Per test set: utterances in order, their reference lengths and languages (once per size)."""
-    out = {}
-    for test in TEST_SETS:
-        counts = sclite_utterances(decode_dir(work, exp) / test / "score_cer" / "result.txt")
-        langs = dict(line.split() for line in
-                     (work / "data" / test / "utt2lang").read_text().splitlines())
-        utts = sorted(counts)
-        out[test] = dict(utts=utts, lengths=[counts[u][1] for u in utts],
-                         langs=[langs[u] for u in utts])
+        out[test] = {u: e for u, (e, _) in sclite_utterances(result).items()}
     return out
+
+
+def test_set_record(work: Path, exp: str, test: str) -> dict:
+    """One test set: utterances in order, their reference lengths, languages and sentences (the
+    language and reference text: the unit the statistics resample, since test_room and
+    test_engine read test's sentences again)."""
+    counts = sclite_utterances(decode_dir(work, exp) / test / "score_cer" / "result.txt")
+    data = work / "data" / test
+    langs = dict(line.split() for line in (data / "utt2lang").read_text().splitlines())
+    texts = dict(line.split(maxsplit=1) if " " in line else (line, "")
+                 for line in (data / "text").read_text(encoding="utf-8").splitlines())
+    utts = sorted(counts)
+    return dict(utts=utts, lengths=[counts[u][1] for u in utts], langs=[langs[u] for u in utts],
+                sentences=[f"{langs[u]}:{texts[u].strip()}" for u in utts])
+
+
+def update_test_sets(work: Path, size: str, exp: str, sets) -> dict:
+    """test_sets.json of a size: the order every record's errors follow. Sets missing from it (or
+    their sentences) are added from this run; a set whose utterances differ from the recorded
+    ones stops the sweep (the records would not be comparable)."""
+    path = RECORDS / size / "test_sets.json"
+    order = json.loads(path.read_text()) if path.is_file() else {}
+    changed = False
+    for test in sets:
+        made = test_set_record(work, exp, test)
+        if test not in order:
+            order[test], changed = made, True
+        elif order[test]["utts"] != made["utts"] or order[test]["lengths"] != made["lengths"]:
+            sys.exit(f"error: {work}/data/{test} differs from the recorded {path} ({test}): the "
+                     f"corpus changed; record into a new --records folder")
+        elif "sentences" not in order[test]:
+            order[test]["sentences"], changed = made["sentences"], True
+    if changed:
+        write_json(path, order)
+    return order
 
 
 def write_json(path: Path, data):
@@ -121,382 +159,184 @@ def write_json(path: Path, data):
     tmp.replace(path)
 
 
-def record_run(work: Path, size: str, method: str, seed: int, seconds: float):
-    exp = f"asr_train_{method}_seed{seed}"
-    sets_file = RECORDS / size / "test_sets.json"
-    order = json.loads(sets_file.read_text()) if sets_file.is_file() else None
-    if order is None:
-        order = test_set_record(work, exp)
-        write_json(sets_file, order)
-    errors = collect(work, exp, DECODE_SUFFIX.get(method, ""))
+def lr_tag(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def record_path(size: str, method: str, seed: int, lr=None) -> Path:
+    """A run's record. Runs named without a learning rate are the first sweep's (LoRA's 1e-3,
+    greedy decoding only); every later run names its rate and holds both decodings."""
+    name = f"{method}_seed{seed}" if lr is None else f"{method}_lr{lr_tag(lr)}_seed{seed}"
+    return RECORDS / size / f"{name}.json"
+
+
+def run_tag(method: str, seed: int, lr: float) -> str:
+    return f"{method}_lr{lr_tag(lr)}_seed{seed}"
+
+
+def record_run(work: Path, size: str, method: str, seed: int, lr: float, seconds: float):
+    exp = f"asr_{run_tag(method, seed, lr)}"
+    sets = ["dev"] + TEST_SETS
+    order = update_test_sets(work, size, exp, sets)
     params = yaml.safe_load((work / "exp" / exp / "export" / "params.yaml").read_text())
     resources_file = work / "exp" / exp / "train_resources.yaml"
     resources = yaml.safe_load(resources_file.read_text()) if resources_file.is_file() else {}
-    def in_order(errors):
-        return {t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS}
 
-    record = dict(method=method, seed=seed, size=size, trainable=params["trainable"],
-                  run_seconds=round(seconds), **resources, errors=in_order(errors))
+    def in_order(errors):
+        return {t: [errors[t][u] for u in order[t]["utts"]] for t in sets}
+
+    suffix = DECODE_SUFFIX.get(method, "")
+    record = dict(method=method, seed=seed, size=size, lr=lr, trainable=params["trainable"],
+                  run_seconds=round(seconds), **resources,
+                  decoding=yaml.safe_load((work / "conf" / "decode.yaml").read_text()),
+                  errors=in_order(collect(work, exp, sets, suffix)),
+                  greedy_errors=in_order(collect(work, exp, sets, suffix, GREEDY_TAG)))
     other = OTHER_DECODINGS.get(method, {})
     if other:
         made = {name: decode_dir(work, exp, suffix) for name, suffix in other.items()
                 if decode_dir(work, exp, suffix).is_dir()}
-        record["decodings"] = {name: in_order(collect(work, exp, other[name])) for name in made}
+        record["decodings"] = {name: in_order(collect(work, exp, sets, other[name]))
+                               for name in made}
         # how often the language was detected right, where the decoding routed by it
         record["lid_accuracy"] = {
             name: {t: yaml.safe_load((folder / t / "lid_accuracy.yaml").read_text())["accuracy"]
                    for t in TEST_SETS}
             for name, folder in made.items() if (folder / "test" / "lid_accuracy.yaml").is_file()}
-    write_json(RECORDS / size / f"{method}_seed{seed}.json", record)
+    write_json(record_path(size, method, seed, lr), record)
 
 
-def record_zero_shot(work: Path, size: str):
-    errors = collect(work, "asr_zero_shot_whisper_base")
-    order = json.loads((RECORDS / size / "test_sets.json").read_text())
-    write_json(RECORDS / size / "zero_shot.json",
-               dict(method="zero_shot", seed=0, size=size, trainable=0,
-                    errors={t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS}))
+def config_lr(recipe: Path, method: str) -> float:
+    """The learning rate a method's config trains with (its base configs followed)."""
+    path = recipe / "conf" / f"train_{method}.yaml"
+    while True:
+        conf = yaml.safe_load(path.read_text()) or {}
+        if "lr" in (conf.get("optim_conf") or {}):
+            return float(conf["optim_conf"]["lr"])
+        if "base_config" not in conf:
+            sys.exit(f"error: {recipe}/conf/train_{method}.yaml: no optim_conf.lr in it or its "
+                     f"base configs")
+        path = path.parent / conf["base_config"]
+
+
+def lr_grid(method: str):
+    return LR_GRID + [lr for lr in LR_GRID_EXTRA.get(method, []) if lr not in LR_GRID]
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def choose_lr(order: dict, method: str, grid: dict):
+    """The learning rate of the grid whose seed-1 run has the lowest CER on dev, as the recipe
+    decodes (grid: {rate: record}); None while a rate of the grid is missing. The test sets play
+    no part in the choice."""
+    if any(lr not in grid for lr in lr_grid(method)):
+        return None
+
+    def dev_cer(record):
+        errors = record["errors"]["recipe"] if "recipe" in record["errors"] else record["errors"]
+        return sum(errors["dev"]) / sum(order["dev"]["lengths"])
+
+    return min(lr_grid(method), key=lambda lr: dev_cer(grid[lr]))
+
+
+def chosen_lr(size: str, method: str):
+    paths = {lr: record_path(size, method, 1, lr) for lr in lr_grid(method)}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    order = read_json(RECORDS / size / "test_sets.json")
+    return choose_lr(order, method, {lr: read_json(p) for lr, p in paths.items()})
+
+
+def greedy_config(work: Path) -> Path:
+    """The first sweep's decoding as a config of its own (decode dirs decode_<GREEDY_TAG>): kept as
+    a second decoding of every run, comparable with the first sweep's records."""
+    path = work / f"{GREEDY_TAG}.yaml"
+    path.write_text(yaml.safe_dump(GREEDY_DECODING, sort_keys=False))
+    return path
+
+
+def one_run(recipe: Path, size: str, method: str, seed: int, lr: float, zero_shot: bool,
+            run_args) -> bool:
+    """Train and decode one run (the recipe's decoding, then the greedy one) and record it."""
+    work = workdir(recipe, size)
+    opts = SIZES[size]
+    common = ["--method", method, "--seed", str(seed), "--asr_tag", run_tag(method, seed, lr),
+              "--test_sets", " ".join(["dev"] + TEST_SETS)]
+    train = f"--optim_conf lr={lr:g} {opts['train']}".strip()
+    commands = [["./run.sh", *common, "--local_data_opts", opts["data"], "--zero_shot",
+                 "true" if zero_shot else "false", "--train_args", train, *run_args],
+                ["./run.sh", *common, "--stage", "10", "--stop_stage", "11", "--zero_shot",
+                 "false", "--inference_config", str(greedy_config(work)), *run_args]]
+    run_log = work / "exp" / "logs" / f"sweep_{run_tag(method, seed, lr)}.log"
+    run_log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(run_log, "w") as out:
+        for cmd in commands:
+            log(f"  (cd {work} && {shlex.join(cmd)})")
+            if subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT).returncode:
+                log(f"FAILED after {time.monotonic() - t0:.0f} s: {run_log}")
+                return False
+    record_run(work, size, method, seed, lr, time.monotonic() - t0)
+    return True
+
+
+def planned_runs(args, recipe: Path):
+    """(size, seed, method, lr) still to run, the grid first: seed 1 at every rate of the grid
+    for the methods whose rate is tuned; the other seeds once the grid has chosen (None: wait)."""
+    plan = []
+    for size in args.sizes:
+        for method in args.tune_lr:
+            plan += [(size, 1, method, lr) for lr in lr_grid(method)]
+    for seed in args.seeds:  # seed by seed: a sweep stopped early has every method's first seeds
+        for size in args.sizes:
+            for method in (args.methods or DEFAULT_SIZES[size]):
+                lr = chosen_lr(size, method) if method in args.tune_lr else config_lr(recipe, method)
+                plan.append((size, seed, method, lr))
+    return plan
 
 
 def run_sweep(args, recipe: Path):
-    # seed by seed: a sweep stopped early has every method on its first seeds
-    plan = [(size, seed, method) for seed in args.seeds for size in args.sizes
-            for method in (args.methods or DEFAULT_SIZES[size])]
-    todo = [p for p in plan if not (RECORDS / p[0] / f"{p[2]}_seed{p[1]}.json").is_file()]
-    log(f"{len(plan)} runs, {len(plan) - len(todo)} recorded already, {len(todo)} to run")
-    failed, started = [], time.monotonic()
-    for index, (size, seed, method) in enumerate(todo):
-        work = workdir(recipe, size)
-        opts = SIZES[size]
-        # zero-shot Whisper once, on the full size's work dir (the test sets are the same)
+    """Run what the plan still lacks, one run at a time, re-planning after each (the grid's
+    choice appears once its last run is recorded); a failed run is not retried in this call."""
+    failed, started, done = {}, time.monotonic(), 0
+    while True:
+        plan = planned_runs(args, recipe)
+        waiting = [p for p in plan if p[3] is None]
+        todo = [p for p in plan if p[3] is not None and p not in failed
+                and not record_path(p[0], p[2], p[1], p[3]).is_file()]
+        todo = list(dict.fromkeys(todo))
+        if not todo:
+            if not failed and not waiting:
+                log(f"all {len(set(plan))} planned runs are recorded")
+            if waiting:  # only when a grid run failed
+                failed["waiting"] = f"{len(waiting)} runs wait for a learning-rate grid that failed"
+            return list(failed.values())
+        log(f"{len(todo) + len(waiting)} runs to run"
+            + (f" ({len(waiting)} once the learning-rate grid has chosen)" if waiting else ""))
+        size, seed, method, lr = todo[0]
         zero_shot = size == "full" and not (RECORDS / size / "zero_shot.json").is_file()
-        cmd = ["./run.sh", "--method", method, "--seed", str(seed), "--local_data_opts",
-               opts["data"], "--zero_shot", "true" if zero_shot else "false",
-               "--inference_args", DECODING]
-        if opts["train"]:
-            cmd += ["--train_args", opts["train"]]
-        cmd += args.run_args
-        log(f"run {index + 1}/{len(todo)}: {size} {method} seed {seed}: "
-            f"(cd {work} && {shlex.join(cmd)})")
-        run_log = work / "exp" / "logs" / f"sweep_{method}_seed{seed}.log"
-        run_log.parent.mkdir(parents=True, exist_ok=True)
+        log(f"run: {size} {method} lr {lr:g} seed {seed}")
         t0 = time.monotonic()
-        with open(run_log, "w") as out:
-            code = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT).returncode
-        seconds = time.monotonic() - t0
-        if code != 0:
-            failed.append(f"{size} {method} seed {seed} (log: {run_log})")
-            log(f"FAILED after {seconds:.0f} s: {run_log}")
+        if not one_run(recipe, size, method, seed, lr, zero_shot, args.run_args):
+            failed[todo[0]] = (f"{size} {method} seed {seed} lr {lr:g} (log: "
+                               f"{workdir(recipe, size)}/exp/logs/sweep_{run_tag(method, seed, lr)}.log)")
             continue
-        record_run(work, size, method, seed, seconds)
-        zero_shot_done = decode_dir(work, "asr_zero_shot_whisper_base").is_dir()
-        if zero_shot_done and not (RECORDS / size / "zero_shot.json").is_file():
+        work = workdir(recipe, size)
+        if zero_shot and decode_dir(work, "asr_zero_shot_whisper_base").is_dir():
             record_zero_shot(work, size)
-        done = index + 1
-        eta = (time.monotonic() - started) / done * (len(todo) - done)
-        log(f"done in {seconds:.0f} s; {len(todo) - done} to go, ETA {eta / 60:.0f} min")
-    return failed
+        done += 1
+        left = len(todo) + len(waiting) - 1
+        eta = (time.monotonic() - started) / done * left
+        log(f"done in {time.monotonic() - t0:.0f} s; {left} to go, ETA {eta / 60:.0f} min")
 
 
-# ---------------------------------------------------------------- the report
-
-def load_records(size: str):
-    folder = RECORDS / size
-    if not (folder / "test_sets.json").is_file():
-        return None, {}
-    order = json.loads((folder / "test_sets.json").read_text())
-    runs = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name != "test_sets.json":
-            record = json.loads(path.read_text())
-            runs.setdefault(record["method"], []).append(record)
-            for name, errors in record.get("decodings", {}).items():
-                runs.setdefault(f"{record['method']}:{name}", []).append(
-                    dict(record, method=f"{record['method']}:{name}", errors=errors,
-                         lid_by_set=record.get("lid_accuracy", {}).get(name)))
-    return order, runs
-
-
-def method_order(runs):
-    """zero-shot, then the methods in METHODS order, each followed by its other decodings."""
-    order = ["zero_shot"]
-    for m in METHODS:
-        order += [m] + [f"{m}:{name}" for name in OTHER_DECODINGS.get(m, {})]
-    return [m for m in order if m in runs]
-
-
-def matrix(runs, test, order, lang=None):
-    """(errors: runs x utterances, lengths) of one test set (all of the OOD sets for 'ood'),
-    optionally one language only."""
-    tests = OOD if test == "ood" else [test]
-    cols_e, cols_n = [], []
-    for t in tests:
-        keep = [i for i, l in enumerate(order[t]["langs"]) if lang is None or l == lang]
-        cols_e.append(np.array([[r["errors"][t][i] for i in keep] for r in runs]))
-        cols_n.append(np.array([order[t]["lengths"][i] for i in keep]))
-    return np.concatenate(cols_e, axis=1), np.concatenate(cols_n)
-
-
-def fmt_ci(mean, half):
-    return f"{mean:.2f}" if np.isnan(half) else f"{mean:.2f} ± {half:.2f}"
-
-
-def method_label(method):
-    if ":" in method:
-        name, decoding = method.split(":")
-        return f"{name} ({DECODING_LABELS[decoding]})"
-    return {"zero_shot": "zero-shot Whisper base", "lang_experts": "lang_experts (routed)"}.get(
-        method, method)
-
-
-def spread_note(runs):
-    """The widest range of training seconds one method had over its seeds, as a caution."""
-    spans = [(max(t) / min(t), m, min(t), max(t)) for m, rs in runs.items() if ":" not in m
-             for t in [[r["train_seconds"] for r in rs if r.get("train_seconds")]] if len(t) > 1]
-    if not spans:
-        return ""
-    _, m, low, high = max(spans)
-    return f" (one method's seeds took {low:.0f}-{high:.0f} s: {m})"
-
-
-def size_tables(size, order, runs, out, comparisons):
-    methods = method_order(runs)
-    opts = SIZES[size]
-    out.append(f"\n## Training size `{size}`: {opts['per_lang']} utterances per language, "
-               f"{opts['epochs']} epochs\n")
-    counts = ", ".join(f"`{t}` {len(order[t]['utts'])}" for t in TEST_SETS)
-    out.append(f"Test utterances: {counts}. CER % (sclite), mean over seeds ± the half-width of "
-               "its 95% t-interval; [brackets]: 95% bootstrap interval over utterances of the "
-               "seed-averaged CER. Trainable: parameters the method trains (the experts: four "
-               "LoRAs, one per language, routed by the given language unless the row says "
-               "otherwise). Train s: median over seeds of stage 8's wall time; the runs were "
-               f"made in several sessions on 2-core machines of one kind{spread_note(runs)}, so "
-               "compare training speed with the interleaved `bench/train_step_bench.py` "
-               "(docs/benchmarks.md) instead.\n")
-    head = ("| method | trainable | seeds | " + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS)
-            + f" | CER {SET_NAMES['ood']} | train s | peak MB |")
-    out += [head, "|" + "---|" * (head.count("|") - 1)]
-    for m in methods:
-        cells = []
-        for t in TEST_SETS + ["ood"]:
-            errors, lengths = matrix(runs[m], t, order)
-            mean, half = seed_interval(run_cers(errors, lengths))
-            low, high = cer_interval(errors, lengths)
-            cells.append(f"{fmt_ci(mean, half)} [{low:.1f}, {high:.1f}]")
-        train = [r.get("train_seconds") for r in runs[m] if r.get("train_seconds")]
-        peak = [r.get("peak_rss_mb") for r in runs[m] if r.get("peak_rss_mb")]
-        seeds = ",".join(str(r["seed"]) for r in runs[m]) if m != "zero_shot" else "-"
-        cost = f" {np.median(train):.0f} | {max(peak):,} |" if train else " | |"
-        out.append(f"| {method_label(m)} | {runs[m][0]['trainable']:,} | {seeds} | "
-                   + " | ".join(cells) + " |" + cost)
-    langs = sorted(set(order["test"]["langs"]))
-    out.append(f"\nPer language, mean CER over seeds, in-grammar `test` / out-of-domain pooled "
-               f"(`test_engine` has ja and en only):\n")
-    head = "| method | " + " | ".join(f"CER {l}" for l in langs) + " |"
-    out += [head, "|" + "---|" * (len(langs) + 1)]
-    for m in methods:
-        cells = []
-        for lang in langs:
-            pair = []
-            for t in ("test", "ood"):
-                errors, lengths = matrix(runs[m], t, order, lang)
-                pair.append(f"{run_cers(errors, lengths).mean():.2f}")
-            cells.append(" / ".join(pair))
-        out.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
-    routed_by_lid = [m for m in methods if all(r.get("lid_by_set") for r in runs[m])]
-    if routed_by_lid:
-        out.append("\nLanguage identification of the decodings routed by it: utterances whose "
-                   "detected language is the right one, %, mean over seeds:\n")
-        head = "| decoding | " + " | ".join(SET_NAMES[t] for t in TEST_SETS) + " |"
-        out += [head, "|" + "---|" * (len(TEST_SETS) + 1)]
-        for m in routed_by_lid:
-            cells = [f"{np.mean([r['lid_by_set'][t] for r in runs[m]]):.1f}" for t in TEST_SETS]
-            out.append(f"| {method_label(m)} | " + " | ".join(cells) + " |")
-
-    if "lora" not in runs:
-        return
-    rows = []
-    for m in methods:
-        if m in ("lora", "zero_shot"):
-            continue
-        for t in TEST_SETS + ["ood"]:
-            a, lengths = matrix(runs[m], t, order)
-            b, _ = matrix(runs["lora"], t, order)
-            result = compare(a, b, lengths)
-            base = run_cers(b, lengths).mean()
-            rows.append(dict(method=m, test=t, base=base, **result))
-            comparisons[(size, m, t)] = rows[-1]
-    adjusted = holm([r["p"] for r in rows])
-    out.append(f"\nAgainst raw LoRA (`lora`) on the same utterances: difference of mean CER "
-               f"(negative: fewer errors than LoRA), relative to LoRA, 95% interval with seeds "
-               f"and utterances resampled (4,000 rounds), two-sided p, and p after Holm's "
-               f"correction over the {len(rows)} comparisons of this table; **bold**: "
-               f"significant after correction (< 0.05).\n")
-    out += ["| method | test set | CER difference (points) | relative | 95% interval | p | "
-            "p (Holm) |", "|---|---|---|---|---|---|---|"]
-    for r, p_adj in zip(rows, adjusted):
-        r["p_holm"] = p_adj
-        rel = f"{100 * r['diff'] / r['base']:+.0f}%" if r["base"] > 0 else "n/a"
-        diff = f"{r['diff']:+.2f}"
-        if p_adj < 0.05:
-            diff = f"**{diff}**"
-        out.append(f"| {method_label(r['method'])} | {SET_NAMES[r['test']]} | {diff} | {rel} | "
-                   f"[{r['low']:+.2f}, {r['high']:+.2f}] | {r['p']:.3f} | {p_adj:.3f} |")
-
-
-MARGIN = 0.10  # "matches" / "no worse": within 10% of the baseline's CER
-
-
-def _numbers(r):
-    return (f"{r['diff']:+.2f} points ({100 * r['diff'] / r['base']:+.0f}%), "
-            f"95% [{r['low']:+.2f}, {r['high']:+.2f}], p {r['p']:.3f}")
-
-
-def verdict_no_worse(r):
-    if r is None:
-        return "not run yet", ""
-    if r["high"] < MARGIN * r["base"]:
-        return "holds", _numbers(r)
-    if r["low"] > 0:
-        return "does not hold", _numbers(r)
-    return "not separable at this sample size", _numbers(r)
-
-
-def verdict_better(r):
-    if r is None:
-        return "not run yet", ""
-    if r["high"] < 0:
-        return "holds", _numbers(r)
-    if r["low"] > 0:
-        return "does not hold (worse)", _numbers(r)
-    return "not separable at this sample size", _numbers(r)
-
-
-def claims(out, comparisons, runs_by_size):
-    def get(size, m, t, against=None):
-        if against is None:
-            return comparisons.get((size, m, t))
-        order, runs = runs_by_size[size]
-        if m not in runs or against not in runs:
-            return None
-        a, lengths = matrix(runs[m], t, order)
-        b, _ = matrix(runs[against], t, order)
-        return dict(base=run_cers(b, lengths).mean(), **compare(a, b, lengths))
-
-    rows = [
-        ("VO-LoRA matches raw LoRA with 27% of its parameters (Han et al.)", "in-grammar",
-         verdict_no_worse(get("full", "vo_lora", "test"))),
-        ("", "out-of-domain", verdict_no_worse(get("full", "vo_lora", "ood"))),
-        ("LA-LoRA with about 10% of the parameters is no worse than raw LoRA (Han et al.)",
-         "in-grammar", verdict_no_worse(get("full", "la_lora", "test"))),
-        ("LA-LoRA generalizes: no worse out of domain (Han et al.)", "out-of-domain",
-         verdict_no_worse(get("full", "la_lora", "ood"))),
-        ("S2-LoRA generalizes better out of domain than AdaLoRA (Liu et al.)", "out-of-domain",
-         verdict_better(get("full", "s2_lora", "ood", against="adalora"))),
-        ("Language experts gain 10-15% relative over one pooled LoRA (Li et al.)", "in-grammar",
-         verdict_better(get("full", "lang_experts", "test"))),
-        ("", "out-of-domain", verdict_better(get("full", "lang_experts", "ood"))),
-        ("... with the language detected (base-Whisper LID), not given", "out-of-domain",
-         verdict_better(get("full", "lang_experts:routed_lid", "ood"))),
-        ("... merged into one model (uniform fusion), no routing", "out-of-domain",
-         verdict_better(get("full", "lang_experts:merged", "ood"))),
-        ("With scarce data, fewer trainable parameters overfit less: VO-LoRA better than LoRA",
-         "out-of-domain, `low`", verdict_better(get("low", "vo_lora", "ood"))),
-        ("... LA-LoRA better than LoRA", "out-of-domain, `low`",
-         verdict_better(get("low", "la_lora", "ood"))),
-    ]
-    out.append("\n## The papers' claims\n")
-    out.append(f"Verdicts from the paired comparisons above (method minus baseline, seeds and "
-               f"utterances resampled). \"Matches\" / \"no worse\": holds when the whole 95% "
-               f"interval lies below {MARGIN:.0%} of the baseline's CER, does not hold when the "
-               f"interval lies above zero (worse) and reaches past that margin. \"Better\": holds "
-               f"when the interval lies below zero. Otherwise: not separable at this sample "
-               f"size. These are single-comparison intervals; the Holm-corrected p-values are in "
-               f"the tables above.\n")
-    out += ["| claim | measured on | verdict | numbers |", "|---|---|---|---|"]
-    for claim, where, (verdict, text) in rows:
-        out.append(f"| {claim} | {where} | {verdict} | {text} |")
-
-
-def plot(runs_by_size, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
-    zero_shot = {}
-    for ax, test in zip(axes, ["test", "ood"]):
-        for size, marker in (("full", "o"), ("low", "s")):
-            if size not in runs_by_size:
-                continue
-            order, runs = runs_by_size[size]
-            for m, rs in runs.items():
-                if ":" in m:  # another decoding of a method: same parameters, one point each
-                    continue
-                errors, lengths = matrix(rs, test, order)
-                mean = run_cers(errors, lengths).mean()
-                if m == "zero_shot":  # far above the others: named in the title, not drawn
-                    zero_shot[test] = mean
-                    continue
-                # the bootstrap the comparisons use: a t-interval over 2-3 seeds is so wide
-                # (t = 4.3 at 3 seeds) that it reaches below zero and hides every difference
-                low, high = cer_interval(errors, lengths, seeds_too=True)
-                yerr = [[max(0, mean - low)], [max(0, high - mean)]]  # a percentile interval
-                ax.errorbar(rs[0]["trainable"], mean, yerr=yerr,
-                            fmt=marker, capsize=3, color="C0" if size == "full" else "C3")
-                ax.annotate(f"{m}" + ("" if size == "full" else " (low)"),
-                            (rs[0]["trainable"], mean), textcoords="offset points",
-                            xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters")
-        ax.set_ylabel("CER % (mean over seeds, 95% bootstrap interval:\n"
-                      "seeds and utterances resampled)", fontsize=9)
-        ax.set_title(SET_NAMES[test].replace("`", "") + (
-            f" (zero-shot Whisper base: {zero_shot[test]:.1f})" if test in zero_shot else ""),
-            fontsize=10)
-        ax.grid(alpha=0.3)
-    fig.suptitle("Blue circles: full training set; red squares: low-resource (25 per language)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def report(args):
-    out = ["# Method comparison: mini_multi, seeds and out-of-domain test sets", "",
-           "Made by `bench/sweep.py` (the runs are recorded in `docs/results/runs/`); the "
-           "command that runs them all and writes this page:", "",
-           "    .venv/bin/python bench/sweep.py", "",
-           "Every run is `./run.sh --method <m> --seed <s>` of `egs2/mini_multi/asr1`, in a copy "
-           "of the recipe per training size, decoded alike (`--inference_args '" + DECODING +
-           "'`: greedy, language given; the first five records were decoded before the encoder's "
-           "attention went through PyTorch's fused kernel, a float-rounding difference). Test sets "
-           "(local/synth_corpus.py): `test` is the in-grammar espeak-ng set; `test_free` new "
-           "sentences outside the grammar (same held-out voice); `test_room` the `test` "
-           "sentences read by two voice variants never in training, reverberated and with noise "
-           "at 10 dB SNR; `test_engine` the `test` sentences of Japanese (Open JTalk, Mei) and "
-           "English (flite). The plot: docs/results.png (CER against trainable parameters; "
-           "error bars: 95% bootstrap interval with seeds and utterances resampled, as in the "
-           "comparisons).", ""]
-    comparisons, runs_by_size = {}, {}
-    for size in SIZES:
-        order, runs = load_records(size)
-        if order is None or not runs:
-            continue
-        runs_by_size[size] = (order, runs)
-    planned = sum(len(DEFAULT_SIZES[size]) * 3 for size in SIZES)
-    recorded = sum(len(rs) for _, runs in runs_by_size.values()
-                   for m, rs in runs.items() if m != "zero_shot" and ":" not in m)
-    out.append(f"Runs recorded: {recorded} of the {planned} of the default sweep (seeds 1-3)"
-               + (": the sweep is not finished, and a method with one seed has no seed "
-                  "spread in its intervals yet." if recorded < planned else ".") + "\n")
-    for size, (order, runs) in runs_by_size.items():
-        size_tables(size, order, runs, out, comparisons)
-    claims(out, comparisons, runs_by_size)
-    args.report.write_text("\n".join(out) + "\n")
-    if runs_by_size:
-        plot(runs_by_size, args.report.with_suffix(".png"))
-    log(f"wrote {args.report} and {args.report.with_suffix('.png')}")
+def record_zero_shot(work: Path, size: str):
+    order = json.loads((RECORDS / size / "test_sets.json").read_text())
+    errors = collect(work, "asr_zero_shot_whisper_base", TEST_SETS)
+    write_json(RECORDS / size / "zero_shot.json",
+               dict(method="zero_shot", seed=0, size=size, trainable=0, decoding="run.sh's",
+                    errors={t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS}))
 
 
 def main():
@@ -513,9 +353,21 @@ def main():
     parser.add_argument("--records", type=Path, default=RECORDS,
                         help="where each finished run is recorded")
     parser.add_argument("--report_only", action="store_true")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                        help="where the findings paragraph goes (between its markers); "
+                             "'none': nowhere")
+    parser.add_argument("--tune_lr", default="",
+                        help=f"comma-separated methods whose learning rate is chosen first: seed 1 "
+                             f"at each of {[f'{lr:g}' for lr in LR_GRID]} (bitfit also 1e-2), the "
+                             f"lowest dev CER wins, the seeds run at it ('default': "
+                             f"{','.join(TUNED)})")
+    parser.add_argument("--lr_grid", default="",
+                        help="comma-separated learning rates of the grid (default: "
+                             f"{','.join(f'{lr:g}' for lr in LR_GRID)}; bitfit adds 0.01)")
     parser.add_argument("--run_args", default="", help="more options for every ./run.sh")
     args = parser.parse_args()
     RECORDS = args.records
+    args.readme = None if str(args.readme) == "none" else args.readme
     args.sizes = [s for s in args.sizes.split(",") if s]
     for size in args.sizes:
         if size not in SIZES:
@@ -529,8 +381,23 @@ def main():
         if not (args.recipe / "conf" / f"train_{m}.yaml").is_file():
             sys.exit(f"error: --methods: no conf/train_{m}.yaml in {args.recipe}")
     args.run_args = shlex.split(args.run_args)
+    if args.lr_grid:
+        try:
+            LR_GRID[:] = [float(x) for x in args.lr_grid.split(",") if x]
+        except ValueError:
+            sys.exit(f"error: --lr_grid {args.lr_grid!r}: give comma-separated numbers, e.g. "
+                     f"3e-4,1e-3,3e-3")
+    args.tune_lr = TUNED if args.tune_lr == "default" else [m for m in args.tune_lr.split(",") if m]
+    for m in args.tune_lr:
+        if not (args.recipe / "conf" / f"train_{m}.yaml").is_file():
+            sys.exit(f"error: --tune_lr: no conf/train_{m}.yaml in {args.recipe}")
     failed = [] if args.report_only else run_sweep(args, args.recipe)
-    report(args)
+    sys.modules.setdefault("sweep", sys.modules[__name__])  # the report reads this module's grid
+    from sweep_report import write_report
+
+    paragraph = write_report(RECORDS, args.report, args.readme)
+    log(f"wrote {args.report}, {args.report.with_suffix('.png')}"
+        + (f" and the findings in {args.readme}" if args.readme else "") + f":\n{paragraph}")
     if failed:
         sys.exit("error: runs failed (the others are recorded):\n  " + "\n  ".join(failed))
 

@@ -149,24 +149,40 @@ def test_whisper_ranking_options_equal_openai_whisper(all_speech, openai_feature
 
 
 def test_early_exit_changes_nothing(speech, unpadded):
-    """Each utterance leaves the batch at its stop: ESPnet ranking once its best finished
-    hypothesis can no longer be beaten (scores only fall); whisper ranking at openai-whisper's
-    own stop, beam_size x patience finished candidates (no bound needed: a longer hypothesis may
-    rank higher after length normalization, so the candidates are what the search collected).
-    Running every utterance to its length limit (here 0.25 tokens per frame, about twice the
-    longest result) instead gives the same tokens, and the same scores up to float rounding."""
+    """ESPnet ranking: an utterance leaves the batch once its best finished hypothesis can no
+    longer be beaten (scores only fall); running every utterance to its length limit (here 0.25
+    tokens per frame, about twice the longest result) gives the same tokens, and the same scores
+    up to float rounding."""
     keys = sorted(UTTERANCES)
     encoded = [unpadded.encode(speech[k][0]) for k in keys]
     prompts = [unpadded.prompt(speech[k][1]) for k in keys]
-    for options in (dict(beam_size=5), dict(beam_size=5, ranking="whisper"),
+    options = DecodeOptions(maxlenratio=0.25, beam_size=5)
+    early = unpadded(encoded, prompts, options)
+    options.early_exit = False
+    late = unpadded(encoded, prompts, options)
+    assert [r.yseq for r in early] == [r.yseq for r in late]
+    # A smaller batch changes the BLAS blocking, so the scores agree to float rounding only.
+    assert [r.score for r in early] == pytest.approx([r.score for r in late], rel=1e-5)
+
+
+def test_whisper_ranked_utterances_leave_the_batch_without_changing_the_others(speech, unpadded):
+    """Whisper ranking stops an utterance at openai-whisper's own stop (beam_size x patience
+    finished candidates: token for token against openai-whisper in the tests above); once
+    stopped its finished set is final, so running on could not show anything. What the exit can
+    break is the batch: the rows of an utterance that left are dropped from the cache while the
+    others go on. Every utterance decoded in one batch equals it decoded alone, and the
+    utterances did leave at different steps (their lengths differ)."""
+    keys = sorted(UTTERANCES)
+    encoded = [unpadded.encode(speech[k][0]) for k in keys]
+    prompts = [unpadded.prompt(speech[k][1]) for k in keys]
+    for options in (dict(beam_size=5, ranking="whisper"),
                     dict(beam_size=3, ranking="whisper", patience=2.0)):
         options = DecodeOptions(maxlenratio=0.25, **options)
-        early = unpadded(encoded, prompts, options)
-        options.early_exit = False
-        late = unpadded(encoded, prompts, options)
-        assert [r.yseq for r in early] == [r.yseq for r in late], options
-        # A smaller batch changes the BLAS blocking, so the scores agree to float rounding only.
-        assert [r.score for r in early] == pytest.approx([r.score for r in late], rel=1e-5), options
+        batch = unpadded(encoded, prompts, options)
+        alone = [unpadded([e], [p], options)[0] for e, p in zip(encoded, prompts)]
+        assert len({len(r.tokens) for r in batch}) > 2, "every utterance stopped at once"
+        assert [r.yseq for r in batch] == [r.yseq for r in alone], options
+        assert [r.score for r in batch] == pytest.approx([r.score for r in alone], rel=1e-5)
 
 
 def test_beam_search_equals_espnet_beam_search(speech, unpadded):

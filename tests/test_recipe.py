@@ -552,34 +552,41 @@ def peft_schedule(total):
 
 
 def test_sweep_runs_records_resumes_and_reports(recipe, tmp_path):
-    """bench/sweep.py through the real driver: one method, one seed, on the tiny data (the
-    run's own --local_data_opts replace the sweep's larger test sets). The record holds every
-    test utterance's errors as sclite counted them; a second sweep finds the record and runs
-    nothing. The method is ``bitfit`` (``--method bitfit``, as the sweep runs it): the biases
-    alone train, stage 9 exports without merging and reports the count."""
+    """bench/sweep.py through the real driver: one method, its learning rate "tuned" on a grid of
+    one rate, one seed, on the tiny data (the run's own --local_data_opts replace the sweep's
+    larger test sets). The record holds every utterance's errors, dev's included, as sclite
+    counted them, for both decodings (the recipe's, and the first sweep's greedy one); training
+    ran at the grid's rate; a second sweep finds the record and runs nothing. The method is
+    ``bitfit`` (``--method bitfit``, as the sweep runs it): the biases alone train, stage 9
+    exports without merging and reports the count."""
     records, report = tmp_path / "runs", tmp_path / "results.md"
     run_args = shlex.join(["--local_data_opts", TINY, "--nj", "1", "--zero_shot", "false",
                            "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
                            "--inference_args", "--maxlenratio 0.3"])
     cmd = [sys.executable, str(ROOT / "bench/sweep.py"), "--recipe", str(recipe), "--sizes",
-           "full", "--seeds", "3", "--methods", "bitfit", "--records", str(records), "--report",
-           str(report), "--run_args", run_args]
+           "full", "--seeds", "1", "--methods", "bitfit", "--tune_lr", "bitfit", "--lr_grid",
+           "0.01", "--records", str(records), "--report", str(report), "--readme", "none",
+           "--run_args", run_args]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
-    record = json.loads((records / "full/bitfit_seed3.json").read_text())
+    record = json.loads((records / "full/bitfit_lr0.01_seed1.json").read_text())
     order = json.loads((records / "full/test_sets.json").read_text())
     work = recipe / "sweep/full"
-    for test in ("test", "test_free", "test_room", "test_engine"):
-        scored = work / f"exp/asr_train_bitfit_seed3/decode_decode/{test}/score_cer/result.txt"
+    exp = work / "exp/asr_bitfit_lr0.01_seed1"
+    assert record["lr"] == 0.01 and record["decoding"]["beam_size"] == 5
+    assert yaml.safe_load((exp / "config.yaml").read_text())["optim_conf"]["lr"] == 0.01
+    for test in ("dev", "test", "test_free", "test_room", "test_engine"):
         assert order[test]["utts"] == sorted(read_map(work / "data" / test / "text"))
-        assert sum(record["errors"][test]) == parse_result(scored)["count"]["Err"], test
+        for key, tag in (("errors", "decode_decode"), ("greedy_errors", "decode_decode_greedy_old")):
+            scored = exp / tag / test / "score_cer/result.txt"
+            assert sum(record[key][test]) == parse_result(scored)["count"]["Err"], (key, test)
+    assert set(order["test_room"]["sentences"]) <= set(order["test"]["sentences"])
     assert record["trainable"] == 75_776 and record["train_seconds"] > 0
-    exp = work / "exp/asr_train_bitfit_seed3"
-    assert "nothing to merge" in (work / "exp/logs/sweep_bitfit_seed3.log").read_text()
+    assert "nothing to merge" in (work / "exp/logs/sweep_bitfit_lr0.01_seed1.log").read_text()
     params = (exp / "export" / "params.yaml").read_text()
     assert "trainable: 75776" in params and "trainable_bias_vectors: 112" in params
     assert (exp / "export" / "adapter" / "adapter.pth").stat().st_size < 1_000_000
     assert "percent_of_raw_lora: 7.00" in params  # 75,776 / 1,081,344 = 7.0076%
-    assert "| bitfit | 75,776 | 3 |" in report.read_text()
+    assert "| bitfit | 75,776 | 0.01 (chosen on dev) | 1 |" in report.read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "1 recorded already, 0 to run" in again.stderr
+    assert again.returncode == 0 and "all 1 planned runs are recorded" in again.stderr

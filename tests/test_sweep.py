@@ -1,35 +1,62 @@
-"""bench/sweep.py's report on records whose answer is known: a method identical to LoRA matches
-it, a clearly worse one is flagged after Holm's correction and fails its claim, a method not run
-says so, a method's other decodings are rows and claims of their own; and the plot is written."""
+"""bench/sweep.py and bench/sweep_report.py on records whose answer is known: a method identical
+to LoRA matches it, a clearly worse one is flagged after Holm's correction and fails its claim, a
+method not run says so, a method's other decodings are rows and claims of their own, the claims'
+numbers are the records' own, the learning rate is chosen on dev alone, and the plan waits for the
+grid; and the committed report and README findings are what the committed records give."""
 
 import json
+import re
 import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import sweep  # noqa: E402
+import sweep_report  # noqa: E402
+from espnet_lalora.significance import compare  # noqa: E402
+
 SETS = ["test", "test_free", "test_room", "test_engine"]
 
 
-def write_records(folder: Path):
-    rng = np.random.default_rng(0)
+def make_order(rng):
     order = {}
-    for t in SETS:
-        langs = ["ja", "en"] * 60 if t == "test_engine" else ["ja", "ko", "en", "es"] * 30
+    for t in ["dev"] + SETS:
+        langs = ["ja", "ko", "en", "es"] * 30
+        n = {"dev": 40, "test_engine": 80}.get(t, len(langs))
+        langs = langs[:n]
+        # test_room and test_engine read test's sentences again
+        sentence_set = "test" if t in ("test_room", "test_engine") else t
         order[t] = dict(utts=[f"{l}-{t}{i:03d}" for i, l in enumerate(langs)],
-                        lengths=rng.integers(15, 40, size=len(langs)).tolist(), langs=langs)
+                        lengths=rng.integers(15, 40, size=n).tolist(), langs=langs,
+                        sentences=[f"{l}:{sentence_set} sentence {i}" for i, l in enumerate(langs)])
+    for t in ("test_room", "test_engine"):  # same sentence, same length
+        order[t]["lengths"] = order["test"]["lengths"][:len(order[t]["utts"])]
+    return order
+
+
+def write_records(folder: Path):
+    """The first sweep's records (greedy only) for lora, vo_lora (half LoRA's errors), la_lora
+    (three times LoRA's), zero-shot and the experts; and a learning-rate grid for bitfit (new
+    records, both decodings) whose dev favours 0.01 while its test sets favour 0.003."""
+    rng = np.random.default_rng(0)
+    order = make_order(rng)
     (folder / "full").mkdir(parents=True)
     (folder / "full" / "test_sets.json").write_text(json.dumps(order))
 
-    def draw(rate):
-        return {t: rng.binomial(order[t]["lengths"], rate).tolist() for t in SETS}
+    def draw(rate, sets=SETS, test_rate=None):
+        return {t: rng.binomial(order[t]["lengths"], rate if t == "dev" or test_rate is None
+                                else test_rate).tolist() for t in sets}
 
     def runs(method, rate, trainable, seeds=(1, 2, 3), same_as=None, decodings=None):
         for seed in seeds:
-            errors = {t: same_as[seed][t] for t in SETS} if same_as else draw(rate)
-            record = dict(method=method, seed=seed, size="full", trainable=trainable,
+            errors = ({t: [e // 2 for e in same_as[seed][t]] for t in SETS} if same_as
+                      else draw(rate))
+            record = dict(method=method, seed=seed, size="full", trainable=trainable + seed % 2,
                           train_seconds=100.0 + seed, peak_rss_mb=2000, errors=errors)
             if decodings:
                 record["decodings"] = {name: dict(lora[seed]) if rate == "lora" else draw(rate)
@@ -39,58 +66,156 @@ def write_records(folder: Path):
             yield seed, errors
 
     lora = dict(runs("lora", 0.05, 1_081_344))
-    list(runs("vo_lora", 0.05, 294_912, same_as=lora))  # the same errors as LoRA
+    list(runs("vo_lora", 0.05, 294_912, same_as=lora))  # half LoRA's errors, run by run
     list(runs("la_lora", 0.15, 106_496))  # three times LoRA's errors
     list(runs("zero_shot", 0.5, 0, seeds=(0,)))
     # routed: half LoRA's errors; merged: LoRA's own; routed by LID: worse than LoRA
     list(runs("lang_experts", 0.025, 4_325_376,
               decodings=dict(merged="lora", routed_lid=0.15)))
+    # bitfit's grid: dev best at 0.01 (its test sets would have favoured 0.003)
+    for lr, dev_rate, test_rate in ((3e-4, 0.3, 0.3), (1e-3, 0.2, 0.2), (3e-3, 0.1, 0.02),
+                                    (1e-2, 0.05, 0.12)):
+        seeds = (1, 2, 3) if lr == 1e-2 else (1,)
+        for seed in seeds:
+            record = dict(method="bitfit", seed=seed, size="full", lr=lr, trainable=75_776,
+                          decoding={"beam_size": 5}, train_seconds=50.0,
+                          errors=draw(dev_rate, ["dev"] + SETS, test_rate),
+                          greedy_errors=draw(dev_rate, ["dev"] + SETS, test_rate))
+            (folder / "full" / f"bitfit_lr{lr:g}_seed{seed}.json").write_text(json.dumps(record))
+    return order
+
+
+def run_report(tmp_path):
+    report, readme = tmp_path / "results.md", tmp_path / "README.md"
+    readme.write_text(f"intro\n{sweep_report.README_START}\nold\n{sweep_report.README_END}\nrest\n")
+    result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--report_only",
+                             "--records", str(tmp_path / "runs"), "--report", str(report),
+                             "--readme", str(readme)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return report.read_text(), readme.read_text()
+
+
+def claims_of(text):
+    lines = text.splitlines()
+    rows = [[c.strip() for c in l.split("|")[1:7]]
+            for l in lines[lines.index("## The papers' claims"):] if l.startswith("| ")]
+    return {(c[0] or p[0]) + c[1]: c for p, c in zip([rows[0]] + rows, rows)}
 
 
 def test_report_verdicts_and_plot(tmp_path):
-    write_records(tmp_path / "runs")
-    report = tmp_path / "results.md"
-    result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--report_only",
-                             "--records", str(tmp_path / "runs"), "--report", str(report)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    text = report.read_text()
+    order = write_records(tmp_path / "runs")
+    text, readme = run_report(tmp_path)
     assert (tmp_path / "results.png").stat().st_size > 10_000
     lines = text.splitlines()
-    row = next(l for l in lines if l.startswith("| la_lora | in-grammar"))
+    greedy = lines.index(next(l for l in lines if l.startswith("### Decoded greedily")))
+    row = next(l for l in lines[greedy:] if l.startswith("| la_lora | in-grammar"))
     assert "| **+" in row  # significantly worse after Holm
-    row = next(l for l in lines if l.startswith("| vo_lora | in-grammar"))
-    assert "**" not in row
-    claims = [[c.strip() for c in l.split("|")[1:4]]
-              for l in lines[lines.index("## The papers' claims"):] if l.startswith("| ")]
-    claims = {(c[0] or previous[0]) + c[1]: c[2]
-              for previous, c in zip([claims[0]] + claims, claims)}
-    # the same errors as LoRA: within the margin on the 360 pooled out-of-domain utterances
+    row = next(l for l in lines[greedy:] if l.startswith("| vo_lora | in-grammar"))
+    assert "| **-" in row  # significantly better
+    claims = claims_of(text)
+    # fewer errors than LoRA: the whole interval below the margin
     assert claims["VO-LoRA matches raw LoRA with 27% of its parameters (Han et al.)"
-                  "out-of-domain"] == "holds"
-    assert claims["LA-LoRA generalizes: no worse out of domain (Han et al.)out-of-domain"] \
+                  "out-of-domain"][3] == "holds"
+    assert claims["LA-LoRA generalizes: no worse out of domain (Han et al.)out-of-domain"][3] \
         == "does not hold"
     assert claims["S2-LoRA generalizes better out of domain than AdaLoRA (Liu et al.)"
-                  "out-of-domain"] == "not run yet"
-    assert "| zero-shot Whisper base | 0 | - |" in text
-    assert "Runs recorded: 12 of" in text  # other decodings are not runs
-    assert "one method's seeds took 101-103 s" in text  # the training-time caution
+                  "out-of-domain"][3] == "not run yet"
+    assert "| zero-shot Whisper base | 0 | - | - |" in text
     for label in ("routed", "uniform fusion", "routed by base-Whisper LID"):
-        assert f"| lang_experts ({label}) | 4,325,376 | 1,2,3 |" in text, label
+        assert f"| lang_experts ({label}) | 4,325,377 / 4,325,376 / 4,325,377 (per seed) |" \
+            in text, label
     assert "fused experts' LID" not in text  # not in the records: no row
     assert "| lang_experts (routed by base-Whisper LID) | 72.0 | 72.0 | 72.0 | 72.0 |" in text
     assert claims["Language experts gain 10-15% relative over one pooled LoRA (Li et al.)"
-                  "out-of-domain"] == "holds"
-    assert claims["... merged into one model (uniform fusion), no routingout-of-domain"] == \
-        "not separable at this sample size"
-    assert claims["... with the language detected (base-Whisper LID), not givenout-of-domain"] \
+                  "out-of-domain"][3] == "holds"
+    assert claims["... merged into one model (uniform fusion), no routingout-of-domain"][3] == \
+        "not separable"
+    assert claims["... with the language detected (base-Whisper LID), not givenout-of-domain"][3]\
         == "does not hold (worse)"
+    assert "one method's seeds took 101-103 s" in text  # the training-time caution
+    # the pooled out-of-domain sets: 120 + 120 sentences (room and engine read test's again)
+    assert "hold 240 distinct sentences" in text
+    # the README's findings: between the markers, from the same records
+    assert readme.startswith("intro\n") and readme.endswith("rest\n") and "\nold\n" not in readme
+    assert "Significantly worse than raw LoRA after Holm's correction" in readme
+    assert re.search(r"la_lora 1[45]\.\d\d / 1[45]\.\d;", readme)  # 15% of characters
+
+
+def test_claim_numbers_are_the_records_own(tmp_path):
+    """The claim's difference is the difference of the records' CERs, its interval brackets it
+    at the family's level (at least as wide as a single 95% interval), and its p is compare()'s."""
+    order = write_records(tmp_path / "runs")
+    text, _ = run_report(tmp_path)
+    row = claims_of(text)["LA-LoRA generalizes: no worse out of domain (Han et al.)out-of-domain"]
+    diff, low, high, p = map(float, re.match(
+        r"([+-][\d.]+) points \([+-]\d+%\), \[([+-][\d.]+), ([+-][\d.]+)\], p ([\d.]+)",
+        row[5]).groups())
+
+    def pooled(method):
+        records = [json.loads((tmp_path / f"runs/full/{method}_seed{s}.json").read_text())
+                   for s in (1, 2, 3)]
+        errors = np.array([sum((r["errors"][t] for t in sweep.OOD), []) for r in records])
+        return errors
+    lengths = np.array(sum((order[t]["lengths"] for t in sweep.OOD), []))
+    sentences = sum((order[t]["sentences"] for t in sweep.OOD), [])
+    expected = compare(pooled("la_lora"), pooled("lora"), lengths, sentences)
+    assert diff == pytest.approx(expected["diff"], abs=0.006)
+    assert p == pytest.approx(expected["p"], abs=0.0006)
+    # Holm's level: at most 95% (equal when Holm rejects all but one); printed to 0.01
+    assert low - 0.006 <= expected["low"] < diff < expected["high"] <= high + 0.006
+
+
+def test_learning_rate_is_chosen_on_dev_alone(tmp_path):
+    write_records(tmp_path / "runs")
+    text, _ = run_report(tmp_path)
+    grid = next(l for l in text.splitlines() if l.startswith("| bitfit | "))
+    assert grid.count("**") == 2 and grid.split("|")[5].strip().startswith("**")  # 0.01
+    row = next(l for l in text.splitlines() if l.startswith("| bitfit | 75,776 | 0.01 "))
+    assert "| 1,2,3 |" in row and "chosen on dev" in row
+    recipe_table = text.split("### Decoded as the recipe")[1].split("###")[0]
+    assert "| bitfit |" in recipe_table and "| la_lora |" not in recipe_table
+
+
+def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "RECORDS", tmp_path / "runs")
+    write_records(tmp_path / "runs")
+    args = Namespace(sizes=["full"], seeds=[1, 2, 3], methods=["bitfit", "lora"],
+                     tune_lr=["bitfit", "lora"])
+    plan = sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+    grid = [p for p in plan if p[2] == "lora" and p[1] == 1 and p[3] is not None]
+    assert sorted(p[3] for p in grid) == [3e-4, 1e-3, 3e-3]  # lora's grid, then its seeds wait
+    assert [p for p in plan if p[2] == "lora" and p[3] is None] == [
+        ("full", s, "lora", None) for s in (1, 2, 3)]
+    # bitfit's grid is recorded: its seeds run at the rate dev chose, and they are recorded
+    assert {p for p in plan if p[2] == "bitfit" and p[1] > 1} == {
+        ("full", 2, "bitfit", 0.01), ("full", 3, "bitfit", 0.01)}
+    assert all(sweep.record_path(*p[:1], p[2], p[1], p[3]).is_file()
+               for p in plan if p[2] == "bitfit")
+    args.tune_lr = []  # untuned: the config's rate (finetune.yaml: 1e-3)
+    assert ("full", 2, "lora", 0.001) in sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+
+
+def test_committed_report_and_readme_match_the_records(tmp_path):
+    """docs/results.md and the README's findings are what the committed records give: a record
+    added without the report regenerated (or a README number edited by hand) fails here."""
+    report, readme = tmp_path / "results.md", tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--report_only",
+                             "--report", str(report), "--readme", str(readme)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert readme.read_text() == (ROOT / "README.md").read_text(), \
+        "README findings drifted: run .venv/bin/python bench/sweep.py --report_only"
+    assert report.read_text() == (ROOT / "docs/results.md").read_text(), \
+        "docs/results.md drifted: run .venv/bin/python bench/sweep.py --report_only"
 
 
 def test_bad_options_are_refused(tmp_path):
     for args, message in ((["--sizes", "huge"], "unknown size 'huge'"),
                           (["--seeds", "one"], "--seeds 'one': give comma-separated integers"),
-                          (["--methods", "nolora"], "no conf/train_nolora.yaml")):
+                          (["--methods", "nolora"], "no conf/train_nolora.yaml"),
+                          (["--tune_lr", "nolora"], "--tune_lr: no conf/train_nolora.yaml"),
+                          (["--lr_grid", "fast"], "--lr_grid 'fast': give comma-separated")):
         result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), *args,
                                  "--records", str(tmp_path)], capture_output=True, text=True)
         assert result.returncode != 0 and message in result.stderr, result.stderr

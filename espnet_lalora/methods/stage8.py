@@ -2,7 +2,6 @@
 ``asr_train`` builds them, the number of optimizer steps the run will take, and the process group
 of a torchrun pass. Stage 7 (LA-LoRA's pass) and AdaLoRA's budget schedule use them."""
 
-import math
 import os
 
 import torch
@@ -32,11 +31,16 @@ def train_batches(args, epoch: int = 1):
 
 
 def optimizer_steps(args) -> int:
-    """The optimizer steps of the whole run: epochs x batches per epoch / accum_grad. ESPnet's
-    trainer makes the same batches on every rank (each rank takes a slice of each batch), and
+    """The optimizer steps of the whole run: epochs x steps per epoch. ESPnet's trainer makes
+    the same batches on every rank (each rank takes a slice of each batch), and
     ``num_iters_per_epoch`` (when set) is already the iterator's length."""
-    per_epoch = len(train_batches(args, 1))
-    return args.max_epoch * math.ceil(per_epoch / max(1, args.accum_grad))
+    return args.max_epoch * steps_in_epoch(len(train_batches(args, 1)), args.accum_grad)
+
+
+def steps_in_epoch(batches: int, accum_grad: int) -> int:
+    """ESPnet steps after every accum_grad-th batch of an epoch (``iiter % accum_grad == 0``):
+    the batches left over at its end never make a step of their own."""
+    return batches // max(1, accum_grad)
 
 
 def init_distributed(ngpu: int):
