@@ -42,11 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from espnet_lalora.significance import sclite_utterances  # noqa: E402
 
-TEST_SETS = ["test", "test_free", "test_room", "test_engine"]
+TEST_SETS = ["test", "test_free", "test_room", "test_engine", "test_real"]
 OOD = ["test_free", "test_room", "test_engine"]
 SET_NAMES = {"test": "in-grammar (`test`)", "test_free": "other sentences (`test_free`)",
              "test_room": "unseen voices, room, 10 dB SNR (`test_room`)",
-             "test_engine": "other synthesizer, ja + en (`test_engine`)", "ood": "out-of-domain, pooled"}
+             "test_engine": "other synthesizer, ja + en (`test_engine`)",
+             "test_real": "real telephone speech, en + es (`test_real`)",
+             "ood": "out-of-domain, pooled"}
 TEST_OPTS = "--test_per_lang 40 --free_per_lang 40 --room_per_lang 40 --engine_per_lang 40"
 SIZES = {"full": dict(data=TEST_OPTS, train="", per_lang=100, epochs=4),
          "low": dict(data=f"--train_subset 25 {TEST_OPTS}", train="--max_epoch 16", per_lang=25,
@@ -315,7 +317,7 @@ def run_sweep(args, recipe: Path):
         log(f"{len(todo) + len(waiting)} runs to run"
             + (f" ({len(waiting)} once the learning-rate grid has chosen)" if waiting else ""))
         size, seed, method, lr = todo[0]
-        zero_shot = size == "full" and not (RECORDS / size / "zero_shot.json").is_file()
+        zero_shot = size == "full" and not zero_shot_path(size).is_file()
         log(f"run: {size} {method} lr {lr:g} seed {seed}")
         t0 = time.monotonic()
         if not one_run(recipe, size, method, seed, lr, zero_shot, args.run_args):
@@ -331,12 +333,20 @@ def run_sweep(args, recipe: Path):
         log(f"done in {time.monotonic() - t0:.0f} s; {left} to go, ETA {eta / 60:.0f} min")
 
 
+def zero_shot_path(size: str) -> Path:
+    """Zero-shot Whisper decoded as run.sh decodes it (zero_shot.json: the first sweep's, greedy)."""
+    return RECORDS / size / "zero_shot_recipe.json"
+
+
 def record_zero_shot(work: Path, size: str):
     order = json.loads((RECORDS / size / "test_sets.json").read_text())
-    errors = collect(work, "asr_zero_shot_whisper_base", TEST_SETS)
-    write_json(RECORDS / size / "zero_shot.json",
-               dict(method="zero_shot", seed=0, size=size, trainable=0, decoding="run.sh's",
-                    errors={t: [errors[t][u] for u in order[t]["utts"]] for t in TEST_SETS}))
+    sets = ["dev"] + TEST_SETS
+    errors = collect(work, "asr_zero_shot_whisper_base", sets)
+    write_json(zero_shot_path(size),
+               dict(method="zero_shot", seed=0, size=size, trainable=0,
+                    decoding=dict(config="conf/decode.yaml", args="run.sh's "
+                                  "--zero_shot_inference_args (30-s padded, greedy)"),
+                    errors={t: [errors[t][u] for u in order[t]["utts"]] for t in sets}))
 
 
 def main():

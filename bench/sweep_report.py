@@ -60,17 +60,17 @@ def normalize(record: dict) -> dict:
 
 
 def load_size(folder: Path):
-    """(order, {method: [runs]}, zero-shot run or None) of one training size."""
+    """(order, {method: [runs]}, [zero-shot runs]) of one training size."""
     if not (folder / "test_sets.json").is_file():
-        return None, {}, None
+        return None, {}, []
     order = read_json(folder / "test_sets.json")
-    by_method, zero_shot = {}, None
+    by_method, zero_shot = {}, []
     for path in sorted(folder.glob("*.json")):
         if path.name == "test_sets.json":
             continue
         run = normalize(read_json(path))
         if run["method"] == "zero_shot":
-            zero_shot = run
+            zero_shot.append(run)
         else:
             by_method.setdefault(run["method"], []).append(run)
     return order, by_method, zero_shot
@@ -96,15 +96,22 @@ def standing_runs(method: str, runs, order):
     return by_lr[lr], lr, "the config's"
 
 
+def zero_shot_for(zero_shot, d):
+    """The zero-shot run of a decoding's table: the one decoded that way, else the other (its
+    only decoding is run.sh's greedy one, near the first sweep's)."""
+    for run in sorted(zero_shot, key=lambda r: r["errors"].get(d) is None):
+        return run, run["errors"].get(d) or next(e for e in run["errors"].values() if e)
+    return None
+
+
 def rows_of(order, by_method, zero_shot):
     """{decoding: {row label: [(run, errors)]}}: what each table shows, in METHODS order, each
     method followed by its other decodings."""
     rows = {d: {} for d in DECODINGS}
     info = {}
-    if zero_shot is not None:
-        for d in DECODINGS:  # the zero-shot model has one decoding (run.sh's, greedy)
-            decoded = zero_shot["errors"].get(d) or next(iter(zero_shot["errors"].values()))
-            rows[d]["zero_shot"] = [(zero_shot, decoded)]
+    for d in DECODINGS:
+        if zero_shot:
+            rows[d]["zero_shot"] = [zero_shot_for(zero_shot, d)]
     for method in [m for m in METHODS if m in by_method] + sorted(set(by_method) - set(METHODS)):
         runs, lr, how = standing_runs(method, by_method[method], order)
         info[method] = (lr, how)
@@ -116,6 +123,11 @@ def rows_of(order, by_method, zero_shot):
                 if pairs and all(e is not None for _, e in pairs):
                     rows[d][f"{method}:{name}" if name else method] = pairs
     return rows, info
+
+
+def has(pairs, test) -> bool:
+    """Whether every run of a row decoded the set (all the out-of-domain sets for 'ood')."""
+    return all(t in e for _, e in pairs for t in (OOD if test == "ood" else [test]))
 
 
 def matrix(pairs, test, order, lang=None):
@@ -159,13 +171,25 @@ def lr_cell(row, info) -> str:
     return f"{lr:g} ({how})"
 
 
-def cer_table(out, rows, order, info):
+def real_vs_zero_shot(pairs, order, zero_real) -> str:
+    """Forgetting: CER on the real prompts relative to zero-shot Whisper's (1.0: no change)."""
+    if zero_real is None or not has(pairs, "test_real"):
+        return "-"
+    errors, lengths, _ = matrix(pairs, "test_real", order)
+    return f"{run_cers(errors, lengths).mean() / zero_real:.2f}x"
+
+
+def cer_table(out, rows, order, info, zero_real):
     head = ("| method | trainable | learning rate | seeds | "
-            + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS + ["ood"]) + " | train s | peak MB |")
+            + " | ".join(f"CER {SET_NAMES[t]}" for t in TEST_SETS + ["ood"])
+            + " | real vs zero-shot | train s | peak MB |")
     out += [head, "|" + "---|" * (head.count("|") - 1)]
     for row, pairs in rows.items():
         cells = []
         for t in TEST_SETS + ["ood"]:
+            if not has(pairs, t):
+                cells.append("-")
+                continue
             errors, lengths, sentences = matrix(pairs, t, order)
             low, high = cer_interval(errors, lengths, sentences)
             cells.append(f"{run_cers(errors, lengths).mean():.2f} [{max(0, low):.1f}, {high:.1f}]")
@@ -174,6 +198,7 @@ def cer_table(out, rows, order, info):
         seeds = ",".join(str(r["seed"]) for r, _ in pairs) if row != "zero_shot" else "-"
         cost = (f" {np.median(train):.0f} |" if train else " |") + (
             f" {max(peak):,} |" if peak else " |")
+        cells.append(real_vs_zero_shot(pairs, order, zero_real))
         out.append(f"| {label(row)} | {trainable(pairs)} | {lr_cell(row, info)} | {seeds} | "
                    + " | ".join(cells) + " |" + cost)
 
@@ -206,6 +231,7 @@ def lid_table(out, rows):
     for row in routed:
         name = row.split(":")[1]
         cells = [f"{np.mean([r['lid_accuracy'][name][t] for r, _ in rows[row]]):.1f}"
+                 if all(t in r["lid_accuracy"][name] for r, _ in rows[row]) else "-"
                  for t in TEST_SETS]
         out.append(f"| {label(row)} | " + " | ".join(cells) + " |")
 
@@ -221,7 +247,7 @@ def comparison_table(out, rows, order):
     if "lora" not in rows:
         return []
     plan = [(m, "lora", t) for m in rows if m not in ("lora", "zero_shot")
-            for t in TEST_SETS + ["ood"]]
+            for t in TEST_SETS + ["ood"] if has(rows[m], t) and has(rows["lora"], t)]
     if not plan:
         return []
     results = adjust_family([comparison(rows, order, *triple) for triple in plan])
@@ -288,9 +314,14 @@ def spread_note(rows):
 def size_section(out, size, order, by_method, zero_shot):
     rows, info = rows_of(order, by_method, zero_shot)
     opts = SIZES[size]
+    real = [(r, r["errors"].get("recipe") or r["errors"].get("greedy")) for r in zero_shot]
+    real = [(r, e) for r, e in real if e and "test_real" in e]
+    zero_real = run_cers(*matrix(real[:1], "test_real", order)[:2]).mean() if real else None
+    zero_note = (f" ({zero_real:.2f}, decoded as run.sh decodes it)" if real
+                 else " (not recorded yet)")
     out.append(f"\n## Training size `{size}`: {opts['per_lang']} utterances per language, "
                f"{opts['epochs']} epochs\n")
-    counts = ", ".join(f"`{t}` {len(order[t]['utts'])}" for t in TEST_SETS)
+    counts = ", ".join(f"`{t}` {len(order[t]['utts'])}" for t in TEST_SETS if t in order)
     sentences = len(set(matrix(next(iter(rows["greedy"].values())), "ood", order)[2]))
     out.append(f"Test utterances: {counts}; the pooled out-of-domain sets hold {sentences} "
                f"distinct sentences (`test_room` and `test_engine` read `test`'s again). CER % "
@@ -298,17 +329,20 @@ def size_section(out, size, order, by_method, zero_shot):
                f"parameters the method trains (the experts: four LoRAs, one per language). Train "
                f"s: median over seeds of stage 8's wall time, runs made in several sessions on "
                f"2-core machines{spread_note(rows['greedy'])}; compare training speed with "
-               f"`bench/train_step_bench.py` (docs/benchmarks.md) instead.\n")
+               f"`bench/train_step_bench.py` (docs/benchmarks.md) instead. Real vs zero-shot: "
+               f"the CER on `test_real` (real recorded speech, Asterisk telephone prompts) over "
+               f"zero-shot Whisper's{zero_note}: above 1, fine-tuning on synthetic speech made "
+               f"real speech worse.\n")
     grid_table(out, size, by_method, order)
     results = {}
     for d, caption in DECODINGS.items():
         if not any(row != "zero_shot" for row in rows[d]):
             continue
         out.append(f"\n### Decoded {caption}\n")
-        if d == "recipe" and "zero_shot" in rows[d] and zero_shot["first_sweep"]:
+        if d == "recipe" and "zero_shot" in rows[d] and rows[d]["zero_shot"][0][0]["first_sweep"]:
             out.append("The zero-shot row was decoded by the first sweep (greedy, 30-s padded, "
                        "as run.sh decodes zero-shot Whisper).\n")
-        cer_table(out, rows[d], order, info)
+        cer_table(out, rows[d], order, info, zero_real)
         language_table(out, rows[d], order)
         lid_table(out, rows[d])
         results[d] = dict(rows=rows[d], comparisons=comparison_table(out, rows[d], order))
@@ -524,7 +558,7 @@ def write_report(records: Path, report: Path, readme: Path = None):
            "freedom combines them. Simulated on test sets built like these, with equal methods "
            "(docs/significance_calibration.md, bench/significance_calibration.py), it calls them "
            "different at most at its nominal rate (3.4-4.9% for 5%), where the bootstrap used "
-           "until 2026-12-06 did so up to four times as often; the price is power: with three "
+           "until 2026-12-06 did so up to 3.6 times as often; the price is power: with three "
            "seeds a 30% difference is found nine times in ten where seeds spread by 5%, one "
            "time in three where they spread by 15%. A table of comparisons is one family: Holm's p, and intervals that "
            "hold together.", ""]

@@ -22,7 +22,7 @@ from conftest import config_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "egs2/mini_multi/asr1"
-TINY = "--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2"
+TINY = "--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2 --real_per_lang 1"
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +93,24 @@ def test_default_recipe_end_to_end(recipe):
     for stage in range(1, 13):
         assert f"Stage {stage}:" in first.stderr
     exp = recipe / "exp"
-    # run.sh's four test sets: in-grammar, and out-of-grammar / room / other engine (no ko engine)
+    # run.sh's five test sets: in-grammar, and out-of-grammar / room / other engine (no ko
+    # engine), and real speech (the Asterisk prompts: en and es, whatever the training languages)
     for model in ("asr_train_lora", "asr_zero_shot_whisper_base"):
         for test, count, langs in (("test", 4, ("ja", "ko")), ("test_free", 4, ("ja", "ko")),
-                                   ("test_room", 4, ("ja", "ko")), ("test_engine", 2, ("ja",))):
+                                   ("test_room", 4, ("ja", "ko")), ("test_engine", 2, ("ja",)),
+                                   ("test_real", 2, ("en", "es"))):
             decode = exp / model / "decode_decode" / test
             assert len((decode / "text").read_text(encoding="utf-8").splitlines()) == count
             for metric in ("cer", "wer"):
                 for lang in ("",) + langs:
                     assert (decode / f"score_{metric}" / lang / "result.txt").is_file()
+    # fine-tuning moved the model: on the in-grammar sets of its languages it has fewer errors
+    # than zero-shot Whisper (adapters that never trained would not)
+    def errors(model, test):
+        return parse_result(exp / model / "decode_decode" / test / "score_cer/result.txt")
+    for test in ("test", "test_room"):
+        tuned, zero = errors("asr_train_lora", test), errors("asr_zero_shot_whisper_base", test)
+        assert tuned["count"]["Err"] < 0.7 * zero["count"]["Err"], (test, tuned, zero)
     resources = yaml.safe_load((exp / "asr_train_lora" / "train_resources.yaml").read_text())
     assert resources["train_seconds"] > 1 and resources["peak_rss_mb"] > 200
     assert resources["resumed"] is False
@@ -162,7 +171,8 @@ def test_default_recipe_end_to_end(recipe):
 def test_quoted_options_split_like_a_shell(recipe):
     """``--local_data_opts`` with quotes gives the words the end-to-end run gave (stage 1 sees
     the same options and skips); unbalanced quotes are refused (test_bad_options...)."""
-    quoted = "--langs 'ja,ko' --train_per_lang \"6\" --dev_per_lang 2 --test_per_lang 2"
+    quoted = ("--langs 'ja,ko' --train_per_lang \"6\" --dev_per_lang 2 --test_per_lang 2 "
+              "--real_per_lang 1")
     result = run(recipe, "--stage", "1", "--stop_stage", "1", "--local_data_opts", quoted)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "data dirs already prepared (data/.stage1.done); skipping" in result.stderr

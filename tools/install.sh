@@ -16,10 +16,14 @@ pip_install() {
 }
 
 # --- Debian packages: espeak-ng and sox synthesize the default corpus (open-jtalk and flite: its
-# second-engine test set, Japanese and English), sctk gives sclite.
+# second-engine test set, Japanese and English), sctk gives sclite; the Asterisk prompts are real
+# recorded speech (egs2/asterisk, and the default recipe's test_real: en, es), 8 kHz WAV with
+# their transcripts, about 120 MB for the five languages.
 if [ "${LALORA_SKIP_APT:-0}" != 1 ]; then
   missing=()
-  for pkg in espeak-ng sox sctk open-jtalk open-jtalk-mecab-naist-jdic flite; do
+  asterisk=()
+  for lang in en es fr it ru; do asterisk+=("asterisk-core-sounds-$lang" "asterisk-core-sounds-$lang-wav"); done
+  for pkg in espeak-ng sox sctk open-jtalk open-jtalk-mecab-naist-jdic flite "${asterisk[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
