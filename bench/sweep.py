@@ -265,7 +265,13 @@ def one_run(recipe: Path, size: str, method: str, seed: int, lr: float, zero_sho
     opts = SIZES[size]
     common = ["--method", method, "--seed", str(seed), "--asr_tag", run_tag(method, seed, lr),
               "--test_sets", " ".join(["dev"] + TEST_SETS)]
-    train = f"--optim_conf lr={lr:g} {opts['train']}".strip()
+    # the run's learning rate first, then the size's options, then any the user gave (later wins)
+    run_args, user_train = list(run_args), ""
+    while "--train_args" in run_args:
+        at = run_args.index("--train_args")
+        user_train += " " + run_args[at + 1]
+        del run_args[at:at + 2]
+    train = f"--optim_conf lr={lr:g} {opts['train']}{user_train}".strip()
     commands = [["./run.sh", *common, "--local_data_opts", opts["data"], "--zero_shot",
                  "true" if zero_shot else "false", "--train_args", train, *run_args],
                 ["./run.sh", *common, "--stage", "10", "--stop_stage", "11", "--zero_shot",
