@@ -108,22 +108,33 @@ def decode_dir(work: Path, exp: str, suffix: str = "", tag: str = "decode") -> P
     return work / "exp" / exp / f"decode_{tag}{suffix}"
 
 
+def scored(work: Path, exp: str, test: str, suffix: str = "", tag: str = "decode") -> dict:
+    """{utterance: (errors, reference length)} of one test set from stage 11's sclite
+    alignments, under the data dir's own ids (sclite writes them in lower case)."""
+    result = decode_dir(work, exp, suffix, tag) / test / "score_cer" / "result.txt"
+    if not result.is_file():
+        raise FileNotFoundError(f"{result}: missing (did stage 11 run?)")
+    ids = {}
+    for line in (work / "data" / test / "utt2lang").read_text().splitlines():
+        utt = line.split()[0]
+        if utt.lower() in ids:
+            sys.exit(f"error: {work}/data/{test}: ids {ids[utt.lower()]} and {utt} differ only "
+                     f"in case, which sclite does not tell apart")
+        ids[utt.lower()] = utt
+    return {ids[u]: counts for u, counts in sclite_utterances(result).items()}
+
+
 def collect(work: Path, exp: str, sets, suffix: str = "", tag: str = "decode") -> dict:
     """Per test set, {utterance: errors} from stage 11's sclite alignments."""
-    out = {}
-    for test in sets:
-        result = decode_dir(work, exp, suffix, tag) / test / "score_cer" / "result.txt"
-        if not result.is_file():
-            raise FileNotFoundError(f"{result}: missing (did stage 11 run?)")
-        out[test] = {u: e for u, (e, _) in sclite_utterances(result).items()}
-    return out
+    return {test: {u: e for u, (e, _) in scored(work, exp, test, suffix, tag).items()}
+            for test in sets}
 
 
 def test_set_record(work: Path, exp: str, test: str) -> dict:
     """One test set: utterances in order, their reference lengths, languages and sentences (the
     language and reference text: the unit the statistics resample, since test_room and
     test_engine read test's sentences again)."""
-    counts = sclite_utterances(decode_dir(work, exp) / test / "score_cer" / "result.txt")
+    counts = scored(work, exp, test)
     data = work / "data" / test
     langs = dict(line.split() for line in (data / "utt2lang").read_text().splitlines())
     texts = dict(line.split(maxsplit=1) if " " in line else (line, "")

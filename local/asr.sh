@@ -232,7 +232,17 @@ if runs 3; then
   stage_start 3 "format audio as 16 kHz mono WAV into dump/raw"
   format_set "data/$train_dump" "dump/raw/org/$train_dump"
   format_set "data/$valid_set" "dump/raw/org/$valid_set"
-  for t in $test_sets; do format_set "$(data_path "$t")" "dump/raw/$(dump_name "$t")"; done
+  for t in $test_sets; do
+    # the validation or training set as a test set: decoded from its dump (stage 4 filters it
+    # there); formatting it again would rewrite what stages 6-8 read, and retrain every run
+    if [ "$(dump_name "$t")" = "$valid_set" ] || [ "$(dump_name "$t")" = "$train_dump" ]; then
+      [ "$(data_path "$t")" = "data/$(dump_name "$t")" ] \
+        || die "--test_sets $t: its name $(dump_name "$t") is the training or validation set's; rename the folder"
+      log "test set $t is the $([ "$t" = "$valid_set" ] && echo validation || echo training) set: decoded from dump/raw/$t as stage 4 leaves it"
+      continue
+    fi
+    format_set "$(data_path "$t")" "dump/raw/$(dump_name "$t")"
+  done
   stage_end 3
 fi
 
