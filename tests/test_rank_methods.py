@@ -204,40 +204,49 @@ def test_adalora_refuses_a_run_too_short_to_reallocate():
         schedule(config, 1)
 
 
-def test_step_hook_follows_espnets_real_optimizer_steps_only():
-    """ESPnet's own ``Trainer.train_one_epoch`` on three batches, the second with a non-finite
-    loss: the plugin's step hook (AdaLoRA's allocation, S2-LoRA's proximal step) runs after the
-    two real steps, with their gradients still present, and not after the skipped one."""
+class ToyModel(torch.nn.Module):
+    """The least an ESPnet trainer trains: (loss, stats, weight) from a batch's ``x``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, x, **kwargs):
+        loss = (self.w * x).sum()
+        return loss[None], {"loss": loss.detach()[None]}, torch.tensor([1])
+
+
+def espnet_epoch(batches, hook, *options):
+    """ESPnet's own ``Trainer.train_one_epoch`` over ``batches`` of ``x`` tensors (asr_train
+    ``options``), ``hook(model)`` registered as the plugin's optimizer-step hook."""
     from espnet2.train.distributed_utils import DistributedOption
     from espnet2.train.reporter import Reporter
     from espnet2.train.trainer import Trainer
 
     from espnet_lalora.espnet_plugin import ASRTask, add_step_hook
 
-    class Toy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.ones(2))
-
-        def forward(self, x, **kwargs):
-            loss = (self.w * x).sum()
-            return loss[None], {"loss": loss.detach()[None]}, torch.tensor([1])
-
-    args = ASRTask.get_parser().parse_args(["--output_dir", "unused", "--grad_clip", "100"])
-    model = Toy()
+    args = ASRTask.get_parser().parse_args(["--output_dir", "unused", *options])
+    model = ToyModel()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    grads = []
-    add_step_hook(optimizer, lambda opt: grads.append(model.w.grad.tolist()))
-    batches = [(["a"], {"x": torch.tensor([1.0, 2.0])}),
-               (["b"], {"x": torch.tensor([float("nan"), 1.0])}),
-               (["c"], {"x": torch.tensor([3.0, 1.0])})]
+    add_step_hook(optimizer, lambda opt: hook(model))
     reporter = Reporter()
     reporter.set_epoch(1)
     with reporter.observe("train") as sub:
-        Trainer.train_one_epoch(model=model, iterator=batches, optimizers=[optimizer],
-                                schedulers=[None], scaler=None, reporter=sub,
-                                summary_writer=None, options=Trainer.build_options(args),
-                                distributed_option=DistributedOption(distributed=False))
+        Trainer.train_one_epoch(
+            model=model, iterator=[([f"u{i}"], {"x": x}) for i, x in enumerate(batches)],
+            optimizers=[optimizer], schedulers=[None], scaler=None, reporter=sub,
+            summary_writer=None, options=Trainer.build_options(args),
+            distributed_option=DistributedOption(distributed=False))
+
+
+def test_step_hook_follows_espnets_real_optimizer_steps_only():
+    """ESPnet's own ``Trainer.train_one_epoch`` on three batches, the second with a non-finite
+    loss: the plugin's step hook (AdaLoRA's allocation, S2-LoRA's proximal step) runs after the
+    two real steps, with their gradients still present, and not after the skipped one."""
+    grads = []
+    espnet_epoch([torch.tensor([1.0, 2.0]), torch.tensor([float("nan"), 1.0]),
+                  torch.tensor([3.0, 1.0])], lambda model: grads.append(model.w.grad.tolist()),
+                 "--grad_clip", "100")
     assert grads == [[1.0, 2.0], [3.0, 1.0]]
 
 
@@ -245,36 +254,10 @@ def test_optimizer_steps_with_accum_grad_are_espnets():
     """AdaLoRA's budget schedule runs over ``total_step`` optimizer steps: with accum_grad 2 and
     five batches an epoch ESPnet's own trainer steps twice (the fifth batch never steps), so the
     count must be floor(5 / 2), not ceil (which drifted by one step per epoch)."""
-    from espnet2.train.distributed_utils import DistributedOption
-    from espnet2.train.reporter import Reporter
-    from espnet2.train.trainer import Trainer
-
-    from espnet_lalora.espnet_plugin import ASRTask, add_step_hook
     from espnet_lalora.methods.stage8 import steps_in_epoch
 
-    class Toy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.ones(2))
-
-        def forward(self, x, **kwargs):
-            loss = (self.w * x).sum()
-            return loss[None], {"loss": loss.detach()[None]}, torch.tensor([1])
-
     for batches, accum in ((5, 2), (6, 3), (7, 3), (4, 1)):
-        args = ASRTask.get_parser().parse_args(["--output_dir", "unused", "--accum_grad",
-                                                str(accum)])
-        model = Toy()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         steps = []
-        add_step_hook(optimizer, lambda opt: steps.append(1))
-        reporter = Reporter()
-        reporter.set_epoch(1)
-        with reporter.observe("train") as sub:
-            Trainer.train_one_epoch(
-                model=model, iterator=[([f"u{i}"], {"x": torch.tensor([1.0, 2.0])})
-                                       for i in range(batches)],
-                optimizers=[optimizer], schedulers=[None], scaler=None, reporter=sub,
-                summary_writer=None, options=Trainer.build_options(args),
-                distributed_option=DistributedOption(distributed=False))
+        espnet_epoch([torch.tensor([1.0, 2.0])] * batches, lambda model: steps.append(1),
+                     "--accum_grad", str(accum))
         assert len(steps) == steps_in_epoch(batches, accum), (batches, accum)
