@@ -549,7 +549,9 @@ def write_report(records: Path, report: Path, readme: Path = None):
            "held-out voice); `test_room` the `test` sentences read by two voice variants never "
            "in training, reverberated and with noise at 10 dB SNR; `test_engine` the `test` "
            "sentences of Japanese (Open JTalk, Mei) and English (flite). All of it is "
-           "synthesized speech. The plot: docs/results.png (greedy decoding, CER against "
+           "synthesized speech, but `test_real`: the English and Spanish test prompts of "
+           "egs2/asterisk, real recordings of two professional voices (in the runs recorded "
+           "since 2026-12-07). The plot: docs/results.png (greedy decoding, CER against "
            "trainable parameters).", "",
            "How uncertain a difference is: espnet_lalora/significance.py. Each method's seeds "
            "give the seed part of the variance at its real degrees of freedom (2 with three "
