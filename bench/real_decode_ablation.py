@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from espnet_lalora.datadir import read_map  # noqa: E402
@@ -126,7 +125,8 @@ def main():
                 for k in [k for k in keys if langs[k] == lang][:args.per_lang]]
     merged = args.exp / "export" / "merged"
     if (merged / "model.pth").is_file():
-        config, model_file, ct2 = merged / "config.yaml", merged / "model.pth", args.exp / "export/ct2"
+        config, model_file = merged / "config.yaml", merged / "model.pth"
+        ct2 = args.exp / "export" / "ct2"
     elif (args.exp / "config.yaml").is_file():  # zero-shot: the config names the weights
         from espnet_lalora.whisper_weights import ct2_model_dir
 
@@ -160,7 +160,8 @@ def main():
           f"per language and all, with all's substitutions / deletions / insertions; RTF: "
           f"decoding seconds / audio seconds (2 threads).\n")
     lang_list = sorted({langs[k] for k in keys})
-    print("| way | " + " | ".join(f"CER {l}" for l in lang_list) + " | CER | sub | del | ins | RTF |")
+    print("| way | " + " | ".join(f"CER {l}" for l in lang_list)
+          + " | CER | sub | del | ins | RTF |")
     print("|---|" + "---|" * (len(lang_list) + 5))
     for w in ways:
         cells = []
@@ -176,5 +177,4 @@ def main():
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

@@ -310,7 +310,8 @@ def planned_runs(args, recipe: Path):
     for seed in args.seeds:  # seed by seed: a sweep stopped early has every method's first seeds
         for size in args.sizes:
             for method in (args.methods or DEFAULT_SIZES[size]):
-                lr = chosen_lr(size, method) if method in args.tune_lr else config_lr(recipe, method)
+                lr = (chosen_lr(size, method) if method in args.tune_lr
+                      else config_lr(recipe, method))
                 plan.append((size, seed, method, lr))
     return plan
 
@@ -338,8 +339,8 @@ def run_sweep(args, recipe: Path):
         log(f"run: {size} {method} lr {lr:g} seed {seed}")
         t0 = time.monotonic()
         if not one_run(recipe, size, method, seed, lr, zero_shot, args.run_args):
-            failed[todo[0]] = (f"{size} {method} seed {seed} lr {lr:g} (log: "
-                               f"{workdir(recipe, size)}/exp/logs/sweep_{run_tag(method, seed, lr)}.log)")
+            run_log = workdir(recipe, size) / "exp/logs" / f"sweep_{run_tag(method, seed, lr)}.log"
+            failed[todo[0]] = f"{size} {method} seed {seed} lr {lr:g} (log: {run_log})"
             continue
         work = workdir(recipe, size)
         if zero_shot and decode_dir(work, "asr_zero_shot_whisper_base").is_dir():
@@ -351,7 +352,7 @@ def run_sweep(args, recipe: Path):
 
 
 def zero_shot_path(size: str) -> Path:
-    """Zero-shot Whisper decoded as run.sh decodes it (zero_shot.json: the first sweep's, greedy)."""
+    """Zero-shot Whisper decoded as run.sh decodes it (zero_shot.json: the first sweep's)."""
     return RECORDS / size / "zero_shot_recipe.json"
 
 

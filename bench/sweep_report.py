@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from espnet_lalora.significance import ALPHA, adjust_family, cer_interval, compare, run_cers
-from sweep import (DECODING_LABELS, DEFAULT_SIZES, GREEDY_DECODING, METHODS, OOD, OTHER_DECODINGS,
+from sweep import (DECODING_LABELS, GREEDY_DECODING, METHODS, OOD, OTHER_DECODINGS,
                    SET_NAMES, SIZES, TEST_SETS, choose_lr, lr_grid, read_json)
 
 DECODINGS = {
@@ -27,7 +27,8 @@ DECODINGS = {
               + ", ".join(f"{k} {v}" for k, v in GREEDY_DECODING.items() if k != "batch_size")
               + ")"}
 MARGIN = 0.10  # "matches" / "no worse": within 10% of the baseline's CER
-README_START = "<!-- sweep findings: written by bench/sweep.py --report_only from docs/results/runs -->"
+README_START = ("<!-- sweep findings: written by bench/sweep.py --report_only from "
+                "docs/results/runs -->")
 README_END = "<!-- end of sweep findings -->"
 # The claims table's verdicts in the report of 2026-12-06 (the seed-and-utterance bootstrap,
 # intervals not corrected for the table's other claims, every method at learning rate 1e-3):
@@ -39,7 +40,8 @@ PREVIOUS_VERDICTS = {
     ("lang_experts", "test"): "not separable", ("lang_experts", "ood"): "not separable",
     ("lang_experts:routed_lid", "ood"): "does not hold (worse)",
     ("lang_experts:merged", "ood"): "does not hold (worse)",
-    ("low vo_lora", "ood"): "does not hold (worse)", ("low la_lora", "ood"): "does not hold (worse)",
+    ("low vo_lora", "ood"): "does not hold (worse)",
+    ("low la_lora", "ood"): "does not hold (worse)",
 }
 
 
@@ -412,7 +414,8 @@ def claims_section(out, tables):
     out.append(f"Method minus baseline, on the decoding both were recorded with (the recipe's "
                f"where both have it). The claims are one family: p adjusted by Holm over the "
                f"{len(results)} measured, and each interval at {100 * (1 - alpha):.2f}%, Holm's "
-               f"level as in the tables above. \"Matches\" / \"no worse\": holds when the whole interval lies "
+               f"level as in the tables above. \"Matches\" / \"no worse\": holds when the whole "
+               f"interval lies "
                f"below {MARGIN:.0%} of the baseline's CER, does not hold when it lies above zero. "
                f"\"Better\": holds when it lies below zero, does not hold when above. Otherwise: "
                f"not separable at this sample size. Previous: the verdict of 2026-12-06 (a "
@@ -505,7 +508,8 @@ def findings(tables, claims_found) -> str:
     d = "recipe" if "lora" in full.get("recipe", {}).get("rows", {}) else "greedy"
     rows, order = full[d]["rows"], full["order"]
     runs = sum(len(pairs) for size in tables.values() for row, pairs in
-               size.get("greedy", {}).get("rows", {}).items() if ":" not in row and row != "zero_shot")
+               size.get("greedy", {}).get("rows", {}).items()
+               if ":" not in row and row != "zero_shot")
     cells = []
     for row, pairs in rows.items():
         if ":" in row:
@@ -562,7 +566,8 @@ def write_report(records: Path, report: Path, readme: Path = None):
            "different at most at its nominal rate (3.4-4.9% for 5%), where the bootstrap used "
            "until 2026-12-06 did so up to 3.6 times as often; the price is power: with three "
            "seeds a 30% difference is found nine times in ten where seeds spread by 5%, one "
-           "time in three where they spread by 15%. A table of comparisons is one family: Holm's p, and intervals that "
+           "time in three where they spread by 15%. A table of comparisons is one family: "
+           "Holm's p, and intervals that "
            "hold together.", ""]
     tables = {}
     for size in SIZES:

@@ -27,8 +27,8 @@ RECIPES = {
     "zeroth_korean": ("zeroth", ["--dev_speakers", "1"], {"ko"}),
     "custom": ("custom", ["--data_lang", "ko"], {"ja", "ko"}),
     # real speech: the Asterisk prompts as tools/install.sh installs them (under /)
-    "asterisk": ("asterisk", ["--langs", "en,es", "--train_per_lang", "3", "--test_per_lang", "2"],
-                 {"en", "es"}),
+    "asterisk": ("asterisk", ["--langs", "en,es", "--train_per_lang", "3", "--dev_per_lang", "1",
+                              "--test_per_lang", "2"], {"en", "es"}),
 }
 
 

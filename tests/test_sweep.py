@@ -109,7 +109,7 @@ def claims_of(text):
 
 
 def test_report_verdicts_and_plot(tmp_path):
-    order = write_records(tmp_path / "runs")
+    write_records(tmp_path / "runs")
     text, readme = run_report(tmp_path)
     assert (tmp_path / "results.png").stat().st_size > 10_000
     lines = text.splitlines()

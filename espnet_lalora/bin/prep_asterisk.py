@@ -24,8 +24,8 @@ copy, ``local/excluded.tsv``, and a test checks that the rules still give it):
 Splits, by prompt text: every distinct text (normalized) of a language goes wholly to train, dev
 or test, by a seeded hash of the text (``--dev_share``, ``--test_share``), so no text is shared
 across splits and a language's split does not depend on the other languages. ``--train_per_lang``
-keeps a seeded subset of training prompts (the low-resource knob), ``--test_per_lang`` of test
-prompts (small test runs). Nothing here is chosen by how a model transcribes it.
+keeps a seeded subset of training prompts (the low-resource knob), ``--dev_per_lang`` and
+``--test_per_lang`` of dev and test prompts (small runs). Nothing here is chosen by how a model transcribes it.
 """
 
 import argparse
@@ -151,7 +151,7 @@ def subset(utts, count: int, seed: str):
 
 
 def prepare(root: Path, langs, seed: int, dev_share: float, test_share: float,
-            train_per_lang: int = 0, test_per_lang: int = 0):
+            train_per_lang: int = 0, test_per_lang: int = 0, dev_per_lang: int = 0):
     sets = {"train": [], "dev": [], "test": []}
     excluded = {}
     for lang in langs:
@@ -164,6 +164,7 @@ def prepare(root: Path, langs, seed: int, dev_share: float, test_share: float,
                 Utt(utt, str(wav.resolve()), text, spk, lang))
         by_split["train"] = subset(by_split["train"], train_per_lang, f"{seed}-{lang}")
         by_split["test"] = subset(by_split["test"], test_per_lang, f"{seed}-{lang}-test")
+        by_split["dev"] = subset(by_split["dev"], dev_per_lang, f"{seed}-{lang}-dev")
         for name, utts in by_split.items():
             sets[name] += sorted(utts, key=lambda u: u.utt)
         excluded.update({f"{lang}\t{prompt}": reason for prompt, reason in dropped})
@@ -185,6 +186,8 @@ def main(argv=None):
                         help="a seeded subset of training prompts per language (0: all)")
     parser.add_argument("--test_per_lang", type=int, default=0,
                         help="a seeded subset of test prompts per language (0: all)")
+    parser.add_argument("--dev_per_lang", type=int, default=0,
+                        help="a seeded subset of dev prompts per language (0: all)")
     parser.add_argument("--sets", default="train,dev,test",
                         help="which sets to write, comma-separated, optionally renamed: "
                              "test=test_real writes the test split as data/test_real")
@@ -202,7 +205,8 @@ def main(argv=None):
         if not (0 < args.test_share and 0 < args.dev_share and args.dev_share + args.test_share < 1):
             raise CorpusError("--dev_share and --test_share must be positive and sum below 1")
         sets, excluded = prepare(args.corpus_dir, langs, args.seed, args.dev_share,
-                                 args.test_share, args.train_per_lang, args.test_per_lang)
+                                 args.test_share, args.train_per_lang, args.test_per_lang,
+                                 args.dev_per_lang)
         wanted = {}
         for item in args.sets.split(","):
             split, _, name = item.partition("=")

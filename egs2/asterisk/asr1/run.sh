@@ -11,6 +11,7 @@ cd "$(dirname "$0")"
 . ../../../local/data_options.sh
 data_option langs en,es,fr,it,ru "languages (en, es, fr, it, ru)"
 data_option train_per_lang 0 "a seeded subset of training prompts per language (0: all)"
+data_option dev_per_lang 0 "a seeded subset of dev prompts per language (0: all)"
 data_option test_per_lang 0 "a seeded subset of test prompts per language (0: all)"
 data_option seed 1 "seed of the split and the subsets"
 split_options "$@"
