@@ -335,7 +335,7 @@ def run_sweep(args, recipe: Path):
         log(f"{len(todo) + len(waiting)} runs to run"
             + (f" ({len(waiting)} once the learning-rate grid has chosen)" if waiting else ""))
         size, seed, method, lr = todo[0]
-        zero_shot = size == "full" and not zero_shot_path(size).is_file()
+        zero_shot = args.zero_shot and size == "full" and not zero_shot_path(size).is_file()
         log(f"run: {size} {method} lr {lr:g} seed {seed}")
         t0 = time.monotonic()
         if not one_run(recipe, size, method, seed, lr, zero_shot, args.run_args):
@@ -392,6 +392,9 @@ def main():
     parser.add_argument("--lr_grid", default="",
                         help="comma-separated learning rates of the grid (default: "
                              f"{','.join(f'{lr:g}' for lr in LR_GRID)}; bitfit adds 0.01)")
+    parser.add_argument("--zero_shot", action="store_true",
+                        help="also decode zero-shot Whisper (in the first run of size full, "
+                             "unless recorded): the reference of the real-vs-zero-shot column")
     parser.add_argument("--run_args", default="", help="more options for every ./run.sh")
     args = parser.parse_args()
     RECORDS = args.records

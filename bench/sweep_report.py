@@ -19,7 +19,7 @@ import numpy as np
 
 from espnet_lalora.significance import ALPHA, adjust_family, cer_interval, compare, run_cers
 from sweep import (DECODING_LABELS, GREEDY_DECODING, METHODS, OOD, OTHER_DECODINGS,
-                   SET_NAMES, SIZES, TEST_SETS, choose_lr, lr_grid, read_json)
+                   SET_NAMES, SIZES, TEST_SETS, TUNED, choose_lr, lr_grid, read_json)
 
 DECODINGS = {
     "recipe": "as the recipe decodes it (conf/decode.yaml: beam 5, openai-whisper's ranking)",
@@ -277,7 +277,7 @@ def comparison_table(out, rows, order):
 
 
 def grid_table(out, size, by_method, order):
-    tuned = [m for m in by_method if len(grid_of(by_method[m])) > 1]
+    tuned = [m for m in TUNED if m in by_method and grid_of(by_method[m])]
     if not tuned or "dev" not in order:
         return
     rates = sorted({lr for m in tuned for lr in lr_grid(m)})
