@@ -101,9 +101,8 @@ def standing_runs(method: str, runs, order):
 def zero_shot_for(zero_shot, d):
     """The zero-shot run of a decoding's table: the one decoded that way, else the other (its
     only decoding is run.sh's greedy one, near the first sweep's)."""
-    for run in sorted(zero_shot, key=lambda r: r["errors"].get(d) is None):
-        return run, run["errors"].get(d) or next(e for e in run["errors"].values() if e)
-    return None
+    run = min(zero_shot, key=lambda r: r["errors"].get(d) is None)
+    return run, run["errors"].get(d) or next(e for e in run["errors"].values() if e)
 
 
 def rows_of(order, by_method, zero_shot):
