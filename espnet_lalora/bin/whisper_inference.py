@@ -83,7 +83,26 @@ def get_parser():
                         "error, or is decoded with the uniformly fused experts")
     p.add_argument("--language_token", type=_bool, default=True,
                    help="false: a prompt without a language token (a model trained without)")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "ct2"],
+                   help="pytorch: this project's decoder (every model kind); ct2: the model's "
+                        "CTranslate2 export through faster-whisper's decoding (merged models "
+                        "and zero-shot Whisper; espnet_lalora.ct2_transcriber)")
+    p.add_argument("--do_pad_trim", type=_optional_bool, default=None,
+                   help="pytorch: pad (or trim) the audio to 30 s before the encoder, as Whisper "
+                        "was trained (none: as the model's config says); ct2 always pads")
+    p.add_argument("--temperatures", default="0",
+                   help="comma-separated; more than one: Whisper's temperature fallback (an "
+                        "utterance whose result is a loop or improbable is sampled again at the "
+                        "next temperature, best of 5). ct2 backend only")
+    p.add_argument("--compression_ratio_threshold", type=float, default=2.4,
+                   help="fallback when the text's gzip compression ratio is above this (a loop)")
+    p.add_argument("--logprob_threshold", type=float, default=-1.0,
+                   help="fallback when the average log-probability per token is below this")
     return p
+
+
+def _optional_bool(value: str):
+    return None if value.lower() in ("none", "null", "") else _bool(value)
 
 
 def _optional_float(value: str):
@@ -105,7 +124,6 @@ def main(argv=None):
     import yaml
 
     from espnet_lalora.datadir import DataDirError, read_map, write_map
-    from espnet_lalora.decoding import DecodeOptions
     from espnet_lalora.progress import Progress
 
     if args.config:  # an ESPnet decoding config: its keys are defaults, the command line wins
@@ -113,7 +131,8 @@ def main(argv=None):
         given = {a.split("=")[0].lstrip("-") for a in (argv or sys.argv[1:]) if a.startswith("--")}
         for key in ("beam_size", "maxlenratio", "batch_size", "ranking", "patience",
                     "length_penalty", "whisper_filters", "dtype", "repetition_guard",
-                    "repetition_span", "max_tokens"):
+                    "repetition_span", "max_tokens", "backend", "do_pad_trim", "temperatures",
+                    "compression_ratio_threshold", "logprob_threshold"):
             if key in conf and key not in given:
                 value = conf[key]
                 if key == "length_penalty":
@@ -122,6 +141,11 @@ def main(argv=None):
                     value = _optional_int(str(value))
                 elif key == "whisper_filters":
                     value = _bool(str(value))
+                elif key == "do_pad_trim":
+                    value = _optional_bool(str(value))
+                elif key == "temperatures":
+                    value = ",".join(str(t) for t in value) if isinstance(value, list) \
+                        else str(value)
                 else:
                     value = type(getattr(args, key))(value)
                 setattr(args, key, value)
@@ -172,14 +196,100 @@ def main(argv=None):
         sys.exit(f"error: {e}")
 
     device = "cuda" if args.ngpu > 0 else "cpu"
+    try:
+        temperatures = tuple(float(t) for t in args.temperatures.split(",") if t.strip())
+    except ValueError:
+        temperatures = ()
+    if not temperatures or any(t < 0 for t in temperatures):
+        sys.exit(f"error: --temperatures {args.temperatures!r}: comma-separated numbers >= 0, "
+                 "e.g. 0 or 0,0.2,0.4,0.6,0.8,1.0")
     if args.dtype not in ("float32", "int8"):
         sys.exit(f"error: dtype {args.dtype!r} (from --config {args.config}): float32 or int8")
-    if args.dtype == "int8" and device != "cpu":
-        sys.exit("error: --dtype int8 is for CPU decoding (--ngpu 0)")
+    detected = {}
+    if args.backend == "ct2":
+        if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
+            sys.exit("error: --backend ct2 transcribes with the given language; language "
+                     "detection, routed experts, prompts without a language token and "
+                     "translation need --backend pytorch")
+        decode_batch = ct2_decoder(args, langs, temperatures, device)
+    else:
+        if len(temperatures) > 1:
+            sys.exit("error: --temperatures (the fallback) is an option of --backend ct2")
+        if args.dtype == "int8" and device != "cpu":
+            sys.exit("error: --dtype int8 is for CPU decoding (--ngpu 0)")
+        decode_batch = pytorch_decoder(args, keys, langs, lid, candidates, detected, device)
+
+    progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
+    start, audio_seconds = time.monotonic(), 0.0
+    out = {name: {} for name in ("text", "token", "token_int", "score")}
+    # Utterances of similar length are decoded together.
+    try:
+        frames = {k: soundfile.info(wavs[k]).frames for k in keys}
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        sys.exit(f"error: {wav_scp}: cannot read audio ({e}); run stage 3 first")
+    order = sorted(keys, key=lambda k: frames[k])
+    for i in range(0, len(order), args.batch_size):
+        batch = order[i:i + args.batch_size]
+        speeches = []
+        for key in batch:
+            speech, rate = soundfile.read(wavs[key], dtype="float32")
+            if rate != 16000 or speech.ndim != 1:
+                sys.exit(f"error: {wav_scp}: {key}: expected 16 kHz mono audio (stage 3 writes it)")
+            audio_seconds += len(speech) / 16000
+            speeches.append(speech)
+        for key, (text, tokens, token_int, score) in zip(batch, decode_batch(batch, speeches)):
+            out["text"][key] = text
+            out["token"][key] = " ".join(tokens)
+            out["token_int"][key] = " ".join(map(str, token_int))
+            out["score"][key] = f"{score:.6f}"
+        progress.update(len(batch))
+    elapsed = time.monotonic() - start
+    result_dir = args.output_dir / "1best_recog"
+    result_dir.mkdir(parents=True, exist_ok=True)
+    for name, mapping in out.items():
+        write_map(result_dir / name, mapping)
+    if detected:
+        write_map(result_dir / "lang", detected)
+        right = sum(detected[k] == langs[k] for k in detected)
+        print(f"language identification: {right}/{len(detected)} right "
+              f"({100.0 * right / len(detected):.1f}%) among {', '.join(candidates)}",
+              file=sys.stderr)
+    print(f"decoded {len(keys)} utterances ({audio_seconds:.1f} s of audio) in {elapsed:.1f} s: "
+          f"real-time factor {elapsed / max(audio_seconds, 1e-9):.3f}", file=sys.stderr)
+
+
+def ct2_decoder(args, langs, temperatures, device):
+    """decode_batch(keys, speeches) -> (text, tokens, token ids, score) per utterance, through
+    the model's CTranslate2 export."""
+    from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber, ct2_folder
+
+    try:
+        folder = ct2_folder(args.asr_model_file, args.asr_train_config)
+    except ValueError as e:
+        sys.exit(f"error: --backend ct2: {e}")
+    ct2 = CT2Transcriber(folder, CT2Options(
+        beam_size=args.beam_size, patience=args.patience, temperatures=temperatures,
+        compute_type=args.dtype, compression_ratio_threshold=args.compression_ratio_threshold,
+        logprob_threshold=args.logprob_threshold), device)
+
+    def decode_batch(keys, speeches):
+        results = ct2(speeches, [langs[k] for k in keys])
+        return [(text, ct2.token_strings(ids), ids, score) for text, ids, score in results]
+    return decode_batch
+
+
+def pytorch_decoder(args, keys, langs, lid, candidates, detected, device):
+    """decode_batch(keys, speeches) -> (text, tokens, token ids, score) per utterance, with this
+    project's decoder; ``detected`` receives the detected languages (``lid``)."""
+    from espnet_lalora.decoding import DecodeOptions
+    from espnet_lalora.methods.expert_layer import FUSED, NO_EXPERT
+
     try:
         model = load_model(args.asr_train_config, args.asr_model_file, device)
     except ValueError as e:
         sys.exit(f"error: --asr_model_file {args.asr_model_file}: {e}")
+    if args.do_pad_trim is not None:
+        model.encoder.do_pad_trim = args.do_pad_trim
     if args.dtype == "int8":
         from espnet_lalora.transcriber import quantize_int8
 
@@ -191,7 +301,6 @@ def main(argv=None):
             "needs a language-expert model (--asr_model_file .../export/experts/experts.pth)"
             if router is None else ": this is a language-expert model; decode it with "
             "--route utt2lang or --route lid (or decode one of its merged exports)"))
-    from espnet_lalora.methods.expert_layer import FUSED
 
     def expert_of(key, lang, source):
         if lang in router.languages:
@@ -212,29 +321,13 @@ def main(argv=None):
                             ranking=args.ranking,
                             patience=args.patience, length_penalty=args.length_penalty)
 
-    progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
-    start, audio_seconds = time.monotonic(), 0.0
-    out = {name: {} for name in ("text", "token", "token_int", "score")}
-    detected = {}
-    # Utterances of similar length are decoded together; each is encoded at its own length
-    # (Whisper's encoder has no padding mask), the decoder masks the padding of the batch.
-    try:
-        frames = {k: soundfile.info(wavs[k]).frames for k in keys}
-    except (soundfile.LibsndfileError, RuntimeError) as e:
-        sys.exit(f"error: {wav_scp}: cannot read audio ({e}); run stage 3 first")
-    order = sorted(keys, key=lambda k: frames[k])
-    for i in range(0, len(order), args.batch_size):
-        batch = order[i:i + args.batch_size]
+    def decode_batch(batch, speeches):
+        # each utterance is encoded at its own length (Whisper's encoder has no padding mask);
+        # the decoder masks the padding of the batch
         encoded, prompts, routes = [], [], []
-        for key in batch:
-            speech, rate = soundfile.read(wavs[key], dtype="float32")
-            if rate != 16000 or speech.ndim != 1:
-                sys.exit(f"error: {wav_scp}: {key}: expected 16 kHz mono audio (stage 3 writes it)")
-            audio_seconds += len(speech) / 16000
+        for key, speech in zip(batch, speeches):
             lang, enc = langs[key], None
             if lid:  # Whisper's LID; language experts: by the base model or the fusion
-                from espnet_lalora.methods.expert_layer import NO_EXPERT
-
                 lid_route = None
                 if router is not None:
                     lid_route = NO_EXPERT if args.lid_by == "base" else FUSED
@@ -249,28 +342,9 @@ def main(argv=None):
             encoded.append(enc)
             routes.append(route)
             prompts.append(transcriber.prompt(lang if args.language_token else None, args.task))
-        results = transcriber(encoded, prompts, options,
-                              routes if router is not None else None)
-        for key, result in zip(batch, results):
-            text, tokens, token_int = transcriber.to_text(result)
-            out["text"][key] = text
-            out["token"][key] = " ".join(tokens)
-            out["token_int"][key] = " ".join(map(str, token_int))
-            out["score"][key] = f"{result.score:.6f}"
-        progress.update(len(batch))
-    elapsed = time.monotonic() - start
-    result_dir = args.output_dir / "1best_recog"
-    result_dir.mkdir(parents=True, exist_ok=True)
-    for name, mapping in out.items():
-        write_map(result_dir / name, mapping)
-    if detected:
-        write_map(result_dir / "lang", detected)
-        right = sum(detected[k] == langs[k] for k in detected)
-        print(f"language identification: {right}/{len(detected)} right "
-              f"({100.0 * right / len(detected):.1f}%) among {', '.join(candidates)}",
-              file=sys.stderr)
-    print(f"decoded {len(keys)} utterances ({audio_seconds:.1f} s of audio) in {elapsed:.1f} s: "
-          f"real-time factor {elapsed / max(audio_seconds, 1e-9):.3f}", file=sys.stderr)
+        results = transcriber(encoded, prompts, options, routes if router is not None else None)
+        return [transcriber.to_text(r) + (r.score,) for r in results]
+    return decode_batch
 
 
 if __name__ == "__main__":
