@@ -4,7 +4,8 @@ audio, interleaved.
 Two cases:
 - zero-shot (default): Whisper base (the installed offline weights) on short espeak-ng
   utterances in Japanese, Korean, English and Spanish made with the default recipe's
-  synthesizer (other sentences than its test set: seed 7), 30-s padded as Whisper expects;
+  synthesizer (other sentences than its test set: seed 7), or on ``--test``, 30-s padded as
+  Whisper expects;
 - fine-tuned (``--asr_exp egs2/mini_multi/asr1/exp/asr_train_lora``): that experiment's merged
   model (and its openai-whisper and CTranslate2 exports) on the recipe's test set
   (``--test dump/raw/test``): unpadded for this project's decoder, as it was trained;
@@ -17,6 +18,8 @@ RTF = time / audio duration. CER: characters without spaces, after the scoring n
 (espnet_lalora.text_norm), against the reference transcripts.
 
   .venv/bin/python bench/decode_bench.py [--per_lang 5] [--reps 3] [--threads 2]
+  .venv/bin/python bench/decode_bench.py --test egs2/mini_multi/asr1/dump/raw/test_real \
+      --max_utts 20     # zero-shot on real speech (the Asterisk prompts)
   .venv/bin/python bench/decode_bench.py --asr_exp egs2/mini_multi/asr1/exp/asr_train_lora \\
       --test egs2/mini_multi/asr1/dump/raw/test [--max_utts 40]
 """
@@ -84,8 +87,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated decoder names to run")
     args = parser.parse_args()
-    if (args.asr_exp is None) != (args.test is None):
-        sys.exit("error: --asr_exp and --test go together (the fine-tuned case)")
+    if args.asr_exp is not None and args.test is None:
+        sys.exit("error: --asr_exp needs --test (the fine-tuned case: a formatted test set)")
     torch.set_num_threads(args.threads)
 
     from espnet_lalora.quiet import quiet_espnet_imports
@@ -110,7 +113,8 @@ def main():
         openai_path = str(args.asr_exp / "export/whisper/model.pt")
         padded, maxlenratio = False, 0.5
     else:
-        utts = read_set(synthesized(args.per_lang, work))
+        utts = read_set(args.test, args.max_utts) if args.test else read_set(
+            synthesized(args.per_lang, work))
         tokens = work / "tokens.txt"
         subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
                         "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
@@ -151,6 +155,13 @@ def main():
             return "".join(s.text for s in segments)
         return run
 
+    def ct2_backend(compute_type):
+        """stage 10's --backend ct2 (here one utterance per call, as every row)"""
+        from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
+
+        t = CT2Transcriber(ct2_dir, CT2Options(compute_type=compute_type))
+        return lambda audio, lang: t([audio], [lang])[0][0]
+
     pad = "30-s padded" if padded else "unpadded"
     decoders = {
         "openai-whisper greedy": openai(1),
@@ -164,6 +175,8 @@ def main():
         f"espnet-lalora greedy, int8 ({pad})": ours(1, int8=True),
         "faster-whisper beam 5, float32": faster_whisper(5, "float32"),
         "faster-whisper beam 5, int8": faster_whisper(5, "int8"),
+        "stage 10 --backend ct2, float32": ct2_backend("float32"),
+        "stage 10 --backend ct2, int8": ct2_backend("int8"),
     }
     if args.only:
         keep = [n.strip() for n in args.only.split(",")]

@@ -17,8 +17,13 @@ CTranslate2 folder). The ways (--ways, comma-separated):
   ours_padded_beam     this project, input padded to 30 s as Whisper was trained, beam 5
   ours_padded_greedy   ... greedy (run.sh's zero-shot decoding)
   ours_padded_espnet   ... beam 5, ESPnet's ranking (summed log-probability)
+  ours_padded_filters  ... beam 5, Whisper's ranking, its token filters (SuppressBlank,
+                       SuppressTokens) and its length cap (the 448-token context)
   fw_beam              faster-whisper, beam 5, temperature 0, no timestamps, no fallback
   fw_greedy            ... greedy
+  ct2_beam             stage 10's --backend ct2 (batched; token for token fw_beam)
+  ct2_unpadded         ... each utterance at its own length (--do_pad_trim false), as trained
+  ct2_fallback         ... with Whisper's temperature fallback (0, 0.2, ..., 1.0)
 
 Every way decodes the utterances one batch after another (batch 8); the order of the ways is
 interleaved per batch so that a slow minute of the machine hits them alike, and the seconds are
@@ -39,7 +44,8 @@ from espnet_lalora.scoring import parse_result, run_sclite, write_trn  # noqa: E
 from espnet_lalora.text_norm import characters  # noqa: E402
 
 WAYS = ["ours_unpadded_beam", "ours_unpadded_greedy", "ours_padded_beam", "ours_padded_greedy",
-        "ours_padded_espnet", "fw_beam", "fw_greedy"]
+        "ours_padded_espnet", "ours_padded_filters", "fw_beam", "fw_greedy", "ct2_beam",
+        "ct2_unpadded", "ct2_fallback"]
 
 
 def ours(model_config, model_file):
@@ -64,7 +70,22 @@ def ours(model_config, model_file):
             "ours_unpadded_greedy": way(False, beam_size=1, maxlenratio=0.5),
             "ours_padded_beam": way(True, beam_size=5, ranking="whisper", maxlenratio=0.1),
             "ours_padded_greedy": way(True, beam_size=1, maxlenratio=0.1),
-            "ours_padded_espnet": way(True, beam_size=5, ranking="espnet", maxlenratio=0.1)}
+            "ours_padded_espnet": way(True, beam_size=5, ranking="espnet", maxlenratio=0.1),
+            "ours_padded_filters": way(True, beam_size=5, ranking="whisper", maxlenratio=0.3,
+                                       whisper_filters=True)}
+
+
+def ct2_backend(ct2_dir):
+    """{way: decode} for stage 10's CTranslate2 backend."""
+    from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
+
+    def way(**options):
+        transcriber = CT2Transcriber(ct2_dir, CT2Options(**options))
+        return lambda batch: [t[0] for t in transcriber([a for a, _ in batch],
+                                                        [lang for _, lang in batch])]
+
+    return {"ct2_beam": way(), "ct2_unpadded": way(pad_to_30s=False),
+            "ct2_fallback": way(temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))}
 
 
 def faster_whisper(ct2_dir):
@@ -139,6 +160,8 @@ def main():
         decoders.update(ours(config, model_file))
     if any(w.startswith("fw") for w in ways):
         decoders.update(faster_whisper(ct2))
+    if any(w.startswith("ct2") for w in ways):
+        decoders.update({w: d for w, d in ct2_backend(ct2).items() if w in ways})
     hyps = {w: {} for w in ways}
     seconds = dict.fromkeys(ways, 0.0)
     audio = {k: soundfile.read(wavs[k], dtype="float32")[0] for k in keys}

@@ -300,6 +300,37 @@ def one_run(recipe: Path, size: str, method: str, seed: int, lr: float, zero_sho
     return True
 
 
+def redecode(args, recipe: Path) -> list:
+    """Every recorded run of the sizes whose experiment is still in the work folder, decoded
+    again as the recipe decodes now (stages 10-11; the training is untouched) and recorded
+    again, zero-shot Whisper with the first; returns the runs whose experiment is gone."""
+    gone = []
+    for size in args.sizes:
+        work = workdir(recipe, size)
+        zero_shot = zero_shot_path(size).is_file()
+        for path in sorted((RECORDS / size).glob("*_lr*_seed*.json")):
+            record = json.loads(path.read_text())
+            method, seed, lr = record["method"], record["seed"], record["lr"]
+            tag = run_tag(method, seed, lr)
+            if not (work / "exp" / f"asr_{tag}" / "export").is_dir():
+                gone.append(f"{size} {tag}")
+                continue
+            cmd = ["./run.sh", "--method", method, "--seed", str(seed), "--asr_tag", tag,
+                   "--test_sets", " ".join(["dev"] + TEST_SETS), "--stage", "10",
+                   "--stop_stage", "11", "--zero_shot", "true" if zero_shot else "false",
+                   *args.run_args]
+            log(f"redecode {size} {tag}: (cd {work} && {shlex.join(cmd)})")
+            run_log = work / "exp" / "logs" / f"sweep_redecode_{tag}.log"
+            with open(run_log, "w") as out:
+                if subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT).returncode:
+                    sys.exit(f"error: redecoding {tag} failed; see {run_log}")
+            record_run(work, size, method, seed, lr, record["run_seconds"])
+            if zero_shot:
+                record_zero_shot(work, size)
+                zero_shot = False
+    return gone
+
+
 def planned_runs(args, recipe: Path):
     """(size, seed, method, lr) still to run, the grid first: seed 1 at every rate of the grid
     for the methods whose rate is tuned; the other seeds once the grid has chosen (None: wait)."""
@@ -396,6 +427,10 @@ def main():
                         help="also decode zero-shot Whisper (in the first run of size full, "
                              "unless recorded): the reference of the real-vs-zero-shot column")
     parser.add_argument("--run_args", default="", help="more options for every ./run.sh")
+    parser.add_argument("--redecode", action="store_true",
+                        help="decode the recorded runs of --sizes again as the recipe decodes "
+                             "now (their experiments must still be in the work folder), record "
+                             "them again and write the report; nothing is trained")
     args = parser.parse_args()
     RECORDS = args.records
     args.readme = None if str(args.readme) == "none" else args.readme
@@ -422,7 +457,13 @@ def main():
     for m in args.tune_lr:
         if not (args.recipe / "conf" / f"train_{m}.yaml").is_file():
             sys.exit(f"error: --tune_lr: no conf/train_{m}.yaml in {args.recipe}")
-    failed = [] if args.report_only else run_sweep(args, args.recipe)
+    if args.redecode:
+        gone = redecode(args, args.recipe)
+        if gone:
+            log(f"not redecoded (experiment gone; rerun to redo): {', '.join(gone)}")
+        failed = []
+    else:
+        failed = [] if args.report_only else run_sweep(args, args.recipe)
     sys.modules.setdefault("sweep", sys.modules[__name__])  # the report reads this module's grid
     from sweep_report import write_report
 

@@ -31,6 +31,7 @@ class CT2Options:
     temperatures: Tuple[float, ...] = (0.0,)  # faster-whisper's fallback: (0.0, 0.2, ..., 1.0)
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
+    pad_to_30s: bool = True  # False: the utterance's own length, as a model trained unpadded
 
 
 def compression_ratio(text: str) -> float:
@@ -51,12 +52,15 @@ def ct2_folder(model_file, config) -> Path:
         conf = yaml.safe_load(Path(config).read_text())
         folder = ct2_model_dir(conf["encoder_conf"].get("whisper_model", "base"))
         hint = "tools/install.sh converts the installed Whisper weights"
+    elif (Path(model_file).parent / "experts.yaml").is_file():
+        raise ValueError(f"{model_file}: a language-expert bundle routes each utterance to its "
+                         "expert, which CTranslate2 cannot run; decode it with --backend pytorch")
+    elif Path(model_file).parent.name != "merged":
+        raise ValueError(f"{model_file}: stage 9 exports only export/merged to CTranslate2 "
+                         "(export/ct2); decode this model with --backend pytorch")
     else:
         folder = Path(model_file).parent.parent / "ct2"
         hint = "stage 9 writes it next to export/merged"
-    if (Path(model_file or ".").parent / "experts.yaml").is_file():
-        raise ValueError(f"{model_file}: a language-expert bundle routes each utterance to its "
-                         "expert, which CTranslate2 cannot run; decode it with --backend pytorch")
     if not (folder / "model.bin").is_file():
         raise ValueError(f"no CTranslate2 model at {folder} ({hint})")
     return folder
@@ -101,11 +105,16 @@ class CT2Transcriber:
         return Tokenizer(self.hf_tokenizer, self.whisper.model.is_multilingual,
                          task="transcribe", language=lang)
 
-    def features(self, audio: np.ndarray) -> np.ndarray:
+    def features(self, audio: np.ndarray, samples: int) -> np.ndarray:
         """faster-whisper's features of a window: the utterance's log-mel (its last frame
-        dropped, as ``transcribe`` does), padded with zeros to 3,000 frames."""
+        dropped, as ``transcribe`` does), padded with zeros to 3,000 frames. Unpadded
+        (``pad_to_30s`` False): the audio padded with silence to ``samples`` (the batch's
+        longest), as ESPnet pads a training batch."""
         from faster_whisper.audio import pad_or_trim
 
+        if not self.options.pad_to_30s:
+            audio = np.pad(audio, (0, samples - len(audio)))
+            return self.whisper.feature_extractor(audio)[..., :-1]
         return pad_or_trim(self.whisper.feature_extractor(audio)[..., :-1])
 
     def __call__(self, audios: Sequence[np.ndarray], langs: Sequence[str]) -> List[tuple]:
@@ -113,7 +122,7 @@ class CT2Transcriber:
         import ctranslate2
 
         out = [None] * len(audios)
-        short = [i for i, a in enumerate(audios) if len(a) <= CHUNK_SECONDS * 16000]
+        short = [i for i, a in enumerate(audios) if len(a) <= CHUNK_SECONDS * 16000 - 160]
         for i in set(range(len(audios))) - set(short):
             out[i] = self._long(audios[i], langs[i])
         if not short:
@@ -121,7 +130,8 @@ class CT2Transcriber:
         tokenizers = {lang: self.tokenizer(lang) for lang in set(langs)}
         prompts = [self.whisper.get_prompt(tokenizers[langs[i]], [], without_timestamps=True)
                    for i in short]
-        features = np.stack([self.features(audios[i]) for i in short])
+        longest = max(len(audios[i]) for i in short)
+        features = np.stack([self.features(audios[i], longest) for i in short])
         encoded = self.whisper.model.encode(ctranslate2.StorageView.from_array(features))
         o, first = self.options, self.options.temperatures[0]
         sampling = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,

@@ -83,13 +83,15 @@ def get_parser():
                         "error, or is decoded with the uniformly fused experts")
     p.add_argument("--language_token", type=_bool, default=True,
                    help="false: a prompt without a language token (a model trained without)")
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "ct2"],
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "ct2", "auto"],
                    help="pytorch: this project's decoder (every model kind); ct2: the model's "
                         "CTranslate2 export through faster-whisper's decoding (merged models "
-                        "and zero-shot Whisper; espnet_lalora.ct2_transcriber)")
+                        "and zero-shot Whisper; espnet_lalora.ct2_transcriber); auto: ct2 where "
+                        "it can decode the model with the given options, else pytorch")
     p.add_argument("--do_pad_trim", type=_optional_bool, default=None,
-                   help="pytorch: pad (or trim) the audio to 30 s before the encoder, as Whisper "
-                        "was trained (none: as the model's config says); ct2 always pads")
+                   help="pad (or trim) the audio to 30 s before the encoder, as Whisper was "
+                        "trained; false: each utterance at its own length, as this project trains "
+                        "(none: pytorch as the model's config says, ct2 true as faster-whisper)")
     p.add_argument("--temperatures", default="0",
                    help="comma-separated; more than one: Whisper's temperature fallback (an "
                         "utterance whose result is a loop or improbable is sampled again at the "
@@ -206,11 +208,25 @@ def main(argv=None):
     if args.dtype not in ("float32", "int8"):
         sys.exit(f"error: dtype {args.dtype!r} (from --config {args.config}): float32 or int8")
     detected = {}
+    ct2_cannot = None
+    if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
+        ct2_cannot = ("--backend ct2 transcribes with the given language; language detection, "
+                      "routed experts, prompts without a language token and translation need "
+                      "--backend pytorch")
+    else:
+        from espnet_lalora.ct2_transcriber import ct2_folder
+
+        try:
+            ct2_folder(args.asr_model_file, args.asr_train_config)
+        except ValueError as e:
+            ct2_cannot = f"--backend ct2: {e}"
+    if args.backend == "auto":
+        args.backend = "pytorch" if ct2_cannot else "ct2"
+        print(f"decoder: {args.backend}" + (f" ({ct2_cannot})" if ct2_cannot else ""),
+              file=sys.stderr)
     if args.backend == "ct2":
-        if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
-            sys.exit("error: --backend ct2 transcribes with the given language; language "
-                     "detection, routed experts, prompts without a language token and "
-                     "translation need --backend pytorch")
+        if ct2_cannot:
+            sys.exit(f"error: {ct2_cannot}")
         decode_batch = ct2_decoder(args, langs, temperatures, device)
     else:
         if len(temperatures) > 1:
@@ -263,14 +279,11 @@ def ct2_decoder(args, langs, temperatures, device):
     the model's CTranslate2 export."""
     from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber, ct2_folder
 
-    try:
-        folder = ct2_folder(args.asr_model_file, args.asr_train_config)
-    except ValueError as e:
-        sys.exit(f"error: --backend ct2: {e}")
-    ct2 = CT2Transcriber(folder, CT2Options(
+    ct2 = CT2Transcriber(ct2_folder(args.asr_model_file, args.asr_train_config), CT2Options(
         beam_size=args.beam_size, patience=args.patience, temperatures=temperatures,
         compute_type=args.dtype, compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold), device)
+        logprob_threshold=args.logprob_threshold,
+        pad_to_30s=args.do_pad_trim is not False), device)
 
     def decode_batch(keys, speeches):
         results = ct2(speeches, [langs[k] for k in keys])
