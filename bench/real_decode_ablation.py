@@ -14,8 +14,12 @@ CTranslate2 folder). The ways (--ways, comma-separated):
 
   ours_unpadded_beam   this project, unpadded input, beam 5, Whisper's ranking (conf/decode.yaml)
   ours_unpadded_greedy ... greedy
-  ours_padded_beam     this project, input padded to 30 s as Whisper was trained, beam 5
-  ours_padded_greedy   ... greedy (run.sh's zero-shot decoding)
+  ours_padded_beam     this project, input padded to 30 s as Whisper was trained (longer
+                       utterances read in 30-s windows), beam 5, length cap 0.5 x 1500 frames
+                       (that is the 444 tokens of the context)
+  ours_padded_greedy   ... greedy
+  ours_padded_trimmed  ... beam 5, but an utterance cut at 30 s and a 150-token cap (maxlenratio
+                       0.1: run.sh's zero-shot decoding until 2026-12-07)
   ours_padded_espnet   ... beam 5, ESPnet's ranking (summed log-probability)
   ours_padded_filters  ... beam 5, Whisper's ranking, its token filters (SuppressBlank,
                        SuppressTokens) and its length cap (the 448-token context)
@@ -44,34 +48,42 @@ from espnet_lalora.scoring import parse_result, run_sclite, write_trn  # noqa: E
 from espnet_lalora.text_norm import characters  # noqa: E402
 
 WAYS = ["ours_unpadded_beam", "ours_unpadded_greedy", "ours_padded_beam", "ours_padded_greedy",
-        "ours_padded_espnet", "ours_padded_filters", "fw_beam", "fw_greedy", "ct2_beam",
+        "ours_padded_trimmed", "ours_padded_espnet", "ours_padded_filters", "fw_beam", "fw_greedy", "ct2_beam",
         "ct2_unpadded", "ct2_fallback"]
 
 
 def ours(model_config, model_file):
     """{way: decode(batch of (audio, lang)) -> texts} for this project's decoder."""
     from espnet_lalora.decoding import DecodeOptions
-    from espnet_lalora.transcriber import WhisperTranscriber, load_model
+    from espnet_lalora.transcriber import WhisperTranscriber, load_model, windows
 
     transcriber = WhisperTranscriber(load_model(model_config, model_file, "cpu"))
     encoder = transcriber.model.encoder
 
-    def way(padded, **options):
+    def way(padded, trim=False, **options):
+        """trim: a padded utterance longer than 30 s is cut there (stage 10 before 2026-12-07)
+        instead of read in 30-s windows."""
         options = DecodeOptions(**options)
 
         def decode(batch):
             encoder.do_pad_trim = padded
-            encoded = [transcriber.encode(audio) for audio, _ in batch]
-            prompts = [transcriber.prompt(lang) for _, lang in batch]
-            return [transcriber.to_text(r)[0] for r in transcriber(encoded, prompts, options)]
+            pieces = [(n, p) for n, (audio, _) in enumerate(batch)
+                      for p in (windows(audio, padded) if not trim else [audio])]
+            encoded = [transcriber.encode(p) for _, p in pieces]
+            prompts = [transcriber.prompt(batch[n][1]) for n, _ in pieces]
+            texts = [transcriber.to_text(r)[0] for r in transcriber(encoded, prompts, options)]
+            return [" ".join(t.strip() for (n, _), t in zip(pieces, texts) if n == i)
+                    for i in range(len(batch))]
         return decode
 
     return {"ours_unpadded_beam": way(False, beam_size=5, ranking="whisper", maxlenratio=0.5),
             "ours_unpadded_greedy": way(False, beam_size=1, maxlenratio=0.5),
-            "ours_padded_beam": way(True, beam_size=5, ranking="whisper", maxlenratio=0.1),
-            "ours_padded_greedy": way(True, beam_size=1, maxlenratio=0.1),
-            "ours_padded_espnet": way(True, beam_size=5, ranking="espnet", maxlenratio=0.1),
-            "ours_padded_filters": way(True, beam_size=5, ranking="whisper", maxlenratio=0.3,
+            "ours_padded_beam": way(True, beam_size=5, ranking="whisper", maxlenratio=0.5),
+            "ours_padded_greedy": way(True, beam_size=1, maxlenratio=0.5),
+            "ours_padded_trimmed": way(True, trim=True, beam_size=5, ranking="whisper",
+                                       maxlenratio=0.1),
+            "ours_padded_espnet": way(True, beam_size=5, ranking="espnet", maxlenratio=0.5),
+            "ours_padded_filters": way(True, beam_size=5, ranking="whisper", maxlenratio=0.5,
                                        whisper_filters=True)}
 
 

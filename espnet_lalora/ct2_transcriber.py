@@ -16,7 +16,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class CT2Options:
     temperatures: Tuple[float, ...] = (0.0,)  # faster-whisper's fallback: (0.0, 0.2, ..., 1.0)
     compression_ratio_threshold: float = 2.4
     logprob_threshold: float = -1.0
+    max_tokens: Optional[int] = None  # a cap on new tokens (None: the 448-token context)
     pad_to_30s: bool = True  # False: the utterance's own length, as a model trained unpadded
 
 
@@ -96,7 +97,7 @@ class CT2Transcriber:
             temperatures=list(temperatures), initial_prompt=None, prefix=None,
             suppress_blank=True, suppress_tokens=self.suppress, without_timestamps=True,
             max_initial_timestamp=1.0, word_timestamps=False, prepend_punctuations="",
-            append_punctuations="", multilingual=False, max_new_tokens=None,
+            append_punctuations="", multilingual=False, max_new_tokens=o.max_tokens,
             clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None)
 
     def tokenizer(self, lang):
@@ -137,8 +138,10 @@ class CT2Transcriber:
         sampling = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,
                     "sampling_temperature": first} if first > 0 else {
                     "beam_size": o.beam_size, "patience": o.patience}
+        max_length = self.whisper.max_length if o.max_tokens is None else min(
+            self.whisper.max_length, len(prompts[0]) + o.max_tokens)
         results = self.whisper.model.generate(
-            encoded, prompts, length_penalty=1, max_length=self.whisper.max_length,
+            encoded, prompts, length_penalty=1, max_length=max_length,
             return_scores=True, suppress_blank=True, suppress_tokens=self.suppress, **sampling)
         retry = []
         for pos, (i, result) in enumerate(zip(short, results)):
@@ -167,7 +170,8 @@ class CT2Transcriber:
             temperature=list(o.temperatures), without_timestamps=True,
             condition_on_previous_text=False, no_speech_threshold=None,
             compression_ratio_threshold=o.compression_ratio_threshold,
-            log_prob_threshold=o.logprob_threshold, suppress_tokens=[-1])
+            log_prob_threshold=o.logprob_threshold, suppress_tokens=[-1],
+            max_new_tokens=o.max_tokens)
         segments = list(segments)
         tokens = [t for s in segments for t in s.tokens]
         total = sum(s.avg_logprob * (len(s.tokens) + 1) for s in segments)

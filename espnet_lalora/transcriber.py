@@ -87,6 +87,18 @@ def use_fused_attention(model):
     return model
 
 
+WINDOW_SAMPLES = 30 * 16000
+
+
+def windows(speech: np.ndarray, padded: bool) -> list:
+    """The pieces Whisper reads of an utterance: with 30-s padded input, consecutive 30-s
+    windows (decoded independently, as faster-whisper reads long audio without timestamps;
+    a single window would drop everything after 30 s); unpadded: the whole utterance."""
+    if not padded or len(speech) <= WINDOW_SAMPLES:
+        return [speech]
+    return [speech[i:i + WINDOW_SAMPLES] for i in range(0, len(speech), WINDOW_SAMPLES)]
+
+
 class WhisperTranscriber:
     """An ESPnet Whisper model plus this project's decoder; ``__call__`` decodes a batch.
     ``fused_attention``: the encoder's attention through PyTorch's fused kernel (see

@@ -90,7 +90,7 @@ def test_default_recipe_end_to_end(recipe):
             "--train_args", "--max_epoch 6 --batch_size 4 --num_workers 0 --optim_conf lr=0.005 "
             "--scheduler_conf warmup_steps=2",
             "--inference_args", "--maxlenratio 0.3 --repetition_guard 0",
-            "--zero_shot_inference_args", "--maxlenratio 0.02"]
+            "--zero_shot_inference_args", "--max_tokens 30"]
     first = run(recipe, *args)
     assert first.returncode == 0, first.stderr[-3000:]
     for stage in range(1, 13):
@@ -156,7 +156,7 @@ def test_default_recipe_end_to_end(recipe):
                              "--data_path_and_name_and_type", "dump/raw/test/wav.scp,speech,sound",
                              "--key_file", "key", "--output_dir", "greedy", "--lang", "ja",
                              "--config", "conf/decode.yaml", "--beam_size", "1",
-                             "--ranking", "espnet", "--maxlenratio", "0.3",
+                             "--backend", "pytorch", "--ranking", "espnet", "--maxlenratio", "0.3",
                              "--repetition_guard", "0"],
                             cwd=recipe, capture_output=True, text=True, env=env)
     assert greedy.returncode == 0, greedy.stderr[-2000:]
@@ -223,24 +223,26 @@ def test_a_failed_rerun_leaves_no_old_stamp(recipe):
     assert "decode_decode/test_free is scored; skipping" in again.stderr  # the others were done
     assert (score / ".score.done").exists()
 def test_unmerged_model_decodes_the_test_set_like_the_merged_one(recipe):
-    """Stage 10 decodes the merged model; the trained model with its LoRA layers unmerged gives
-    the same text on every test utterance."""
+    """The merged model (stage 9) and the trained model with its LoRA layers unmerged give the
+    same text on every test utterance (this project's decoder: CTranslate2 has only the merged
+    one)."""
     exp = recipe / "exp" / "asr_train_lora"
-    out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
-                          "--asr_train_config", str(exp / "config.yaml"),
-                          "--asr_model_file", str(exp / "valid.acc.ave.pth"),
-                          "--data_path_and_name_and_type", "dump/raw/test/wav.scp,speech,sound",
-                          "--utt2lang", "dump/raw/test/utt2lang", "--output_dir", "unmerged",
-                          "--config", "conf/decode.yaml",
-                          "--maxlenratio", "0.3", "--repetition_guard", "0"],
-                         cwd=recipe, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    def texts(path):  # key -> text (stage 10 strips the space that opens a Whisper text)
-        return dict((line.split(" ", 1) + [""])[:2] for line in
-                    path.read_text(encoding="utf-8").splitlines())
 
-    merged = {k: t.strip() for k, t in texts(exp / "decode_decode/test/text").items()}
-    unmerged = {k: t.strip() for k, t in texts(recipe / "unmerged/1best_recog/text").items()}
+    def decode(config, model_file, out_dir):
+        out = subprocess.run([sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
+                              "--asr_train_config", str(config), "--asr_model_file",
+                              str(model_file), "--data_path_and_name_and_type",
+                              "dump/raw/test/wav.scp,speech,sound", "--utt2lang",
+                              "dump/raw/test/utt2lang", "--output_dir", out_dir,
+                              "--config", "conf/decode.yaml", "--backend", "pytorch",
+                              "--maxlenratio", "0.3", "--repetition_guard", "0"],
+                             cwd=recipe, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = (recipe / out_dir / "1best_recog/text").read_text(encoding="utf-8").splitlines()
+        return dict((line.split(" ", 1) + [""])[:2] for line in lines)
+
+    merged = decode(exp / "export/merged/config.yaml", exp / "export/merged/model.pth", "merged")
+    unmerged = decode(exp / "config.yaml", exp / "valid.acc.ave.pth", "unmerged")
     assert len(merged) == 4 and unmerged == merged
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import soundfile
 
-from espnet_lalora.transcriber import WhisperTranscriber, load_model
+from espnet_lalora.transcriber import WhisperTranscriber, load_model, windows
 
 
 def get_parser():
@@ -35,7 +35,9 @@ def get_parser():
     p.add_argument("--lang", default=None, help="language of every utterance (instead of utt2lang)")
     p.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
     p.add_argument("--beam_size", type=int, default=5)
-    p.add_argument("--maxlenratio", type=float, default=0.5)
+    p.add_argument("--maxlenratio", type=float, default=0.5,
+                   help="pytorch: at most this many new tokens per encoder frame (ESPnet's "
+                        "rule); ct2 stops at the context or --max_tokens")
     p.add_argument("--batch_size", type=int, default=8, help="utterances decoded together")
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=["float32", "int8"],
@@ -89,9 +91,10 @@ def get_parser():
                         "and zero-shot Whisper; espnet_lalora.ct2_transcriber); auto: ct2 where "
                         "it can decode the model with the given options, else pytorch")
     p.add_argument("--do_pad_trim", type=_optional_bool, default=None,
-                   help="pad (or trim) the audio to 30 s before the encoder, as Whisper was "
-                        "trained; false: each utterance at its own length, as this project trains "
-                        "(none: pytorch as the model's config says, ct2 true as faster-whisper)")
+                   help="pad the audio to 30 s before the encoder, as Whisper was trained "
+                        "(longer audio: 30-s windows); false: each utterance at its own length, "
+                        "as this project trains (none: as the model's config says: decoded as "
+                        "trained)")
     p.add_argument("--temperatures", default="0",
                    help="comma-separated; more than one: Whisper's temperature fallback (an "
                         "utterance whose result is a loop or improbable is sampled again at the "
@@ -274,6 +277,15 @@ def main(argv=None):
           f"real-time factor {elapsed / max(audio_seconds, 1e-9):.3f}", file=sys.stderr)
 
 
+def trained_padded(config) -> bool:
+    """Whether the model's input is padded to 30 s (its config's encoder_conf.do_pad_trim, as
+    ESPnet's encoder reads it: true for zero-shot Whisper, false where this project trained)."""
+    import yaml
+
+    conf = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    return bool((conf.get("encoder_conf") or {}).get("do_pad_trim", False))
+
+
 def ct2_decoder(args, langs, temperatures, device):
     """decode_batch(keys, speeches) -> (text, tokens, token ids, score) per utterance, through
     the model's CTranslate2 export."""
@@ -282,8 +294,9 @@ def ct2_decoder(args, langs, temperatures, device):
     ct2 = CT2Transcriber(ct2_folder(args.asr_model_file, args.asr_train_config), CT2Options(
         beam_size=args.beam_size, patience=args.patience, temperatures=temperatures,
         compute_type=args.dtype, compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold,
-        pad_to_30s=args.do_pad_trim is not False), device)
+        logprob_threshold=args.logprob_threshold, max_tokens=args.max_tokens,
+        pad_to_30s=trained_padded(args.asr_train_config) if args.do_pad_trim is None
+        else args.do_pad_trim), device)
 
     def decode_batch(keys, speeches):
         results = ct2(speeches, [langs[k] for k in keys])
@@ -335,12 +348,12 @@ def pytorch_decoder(args, keys, langs, lid, candidates, detected, device):
                             patience=args.patience, length_penalty=args.length_penalty)
 
     def decode_batch(batch, speeches):
-        # each utterance is encoded at its own length (Whisper's encoder has no padding mask);
-        # the decoder masks the padding of the batch
-        encoded, prompts, routes = [], [], []
-        for key, speech in zip(batch, speeches):
+        # each utterance (or window) is encoded at its own length (Whisper's encoder has no
+        # padding mask); the decoder masks the padding of the batch
+        encoded, prompts, routes, owner = [], [], [], []
+        for index, (key, speech) in enumerate(zip(batch, speeches)):
             lang, enc = langs[key], None
-            if lid:  # Whisper's LID; language experts: by the base model or the fusion
+            if lid:  # Whisper's LID (of the first 30 s); experts: by the base model or the fusion
                 lid_route = None
                 if router is not None:
                     lid_route = NO_EXPERT if args.lid_by == "base" else FUSED
@@ -349,14 +362,25 @@ def pytorch_decoder(args, keys, langs, lid, candidates, detected, device):
             route = None
             if router is not None:
                 route = expert_of(key, lang, "detected" if lid else "given")
-                enc = transcriber.encode(speech, route)
-            elif enc is None:
-                enc = transcriber.encode(speech)
-            encoded.append(enc)
-            routes.append(route)
-            prompts.append(transcriber.prompt(lang if args.language_token else None, args.task))
+            # Whisper reads 30 s at a time: as faster-whisper without timestamps, a longer
+            # utterance is read window after window (the windows decoded independently)
+            pieces = windows(speech, model.encoder.do_pad_trim)
+            for piece in pieces:
+                reuse = enc is not None and router is None and len(pieces) == 1
+                encoded.append(enc if reuse else transcriber.encode(piece, route))
+                routes.append(route)
+                prompts.append(transcriber.prompt(lang if args.language_token else None,
+                                                  args.task))
+                owner.append(index)
         results = transcriber(encoded, prompts, options, routes if router is not None else None)
-        return [transcriber.to_text(r) + (r.score,) for r in results]
+        out = []
+        for index in range(len(batch)):
+            parts = [transcriber.to_text(r) + (r.score,)
+                     for r, o in zip(results, owner) if o == index]
+            out.append(parts[0] if len(parts) == 1 else (
+                " ".join(p[0].strip() for p in parts), [t for p in parts for t in p[1]],
+                [t for p in parts for t in p[2]], sum(p[3] for p in parts)))
+        return out
     return decode_batch
 
 
