@@ -393,8 +393,8 @@ def record_zero_shot(work: Path, size: str):
     errors = collect(work, "asr_zero_shot_whisper_base", sets)
     write_json(zero_shot_path(size),
                dict(method="zero_shot", seed=0, size=size, trainable=0,
-                    decoding=dict(config="conf/decode.yaml", args="run.sh's "
-                                  "--zero_shot_inference_args (30-s padded, greedy)"),
+                    # run.sh decodes zero-shot Whisper with the tuned models' config
+                    decoding=yaml.safe_load((work / "conf" / "decode.yaml").read_text()),
                     errors={t: [errors[t][u] for u in order[t]["utts"]] for t in sets}))
 
 

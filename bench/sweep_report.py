@@ -12,6 +12,7 @@ degrees of freedom, sentences as the unit); a table of comparisons is one family
 p-values, and intervals at the level alpha / (comparisons in the table).
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -340,6 +341,14 @@ def size_section(out, size, order, by_method, zero_shot):
         if not any(row != "zero_shot" for row in rows[d]):
             continue
         out.append(f"\n### Decoded {caption}\n")
+        if d == "recipe":
+            mixed = {json.dumps(r.get("decoding"), sort_keys=True): r for pairs in
+                     rows[d].values() for r, _ in pairs if not r["first_sweep"]}
+            if len(mixed) > 1:
+                out.append(f"**Mixed:** the runs of this table were decoded with {len(mixed)} "
+                           "different recipe decodings (conf/decode.yaml changed while the sweep "
+                           "ran); `bench/sweep.py --redecode` decodes them all again as the "
+                           "recipe decodes now.\n")
         if d == "recipe" and "zero_shot" in rows[d] and rows[d]["zero_shot"][0][0]["first_sweep"]:
             out.append("The zero-shot row was decoded by the first sweep (greedy, 30-s padded, "
                        "as run.sh decodes zero-shot Whisper).\n")
