@@ -48,8 +48,8 @@ from espnet_lalora.scoring import parse_result, run_sclite, write_trn  # noqa: E
 from espnet_lalora.text_norm import characters  # noqa: E402
 
 WAYS = ["ours_unpadded_beam", "ours_unpadded_greedy", "ours_padded_beam", "ours_padded_greedy",
-        "ours_padded_trimmed", "ours_padded_espnet", "ours_padded_filters", "fw_beam", "fw_greedy", "ct2_beam",
-        "ct2_unpadded", "ct2_fallback"]
+        "ours_padded_trimmed", "ours_padded_espnet", "ours_padded_filters", "fw_beam", "fw_greedy",
+        "ct2_beam", "ct2_unpadded", "ct2_fallback"]
 
 
 def ours(model_config, model_file):

@@ -50,6 +50,8 @@ def ct2_folder(model_file, config) -> Path:
     if model_file in (None, "none", "None"):
         from espnet_lalora.whisper_weights import ct2_model_dir
 
+        if not Path(config).is_file():
+            raise ValueError(f"--asr_train_config {config}: not found")
         conf = yaml.safe_load(Path(config).read_text())
         folder = ct2_model_dir(conf["encoder_conf"].get("whisper_model", "base"))
         hint = "tools/install.sh converts the installed Whisper weights"

@@ -212,17 +212,18 @@ def main(argv=None):
         sys.exit(f"error: dtype {args.dtype!r} (from --config {args.config}): float32 or int8")
     detected = {}
     ct2_cannot = None
-    if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
-        ct2_cannot = ("--backend ct2 transcribes with the given language; language detection, "
-                      "routed experts, prompts without a language token and translation need "
-                      "--backend pytorch")
-    else:
-        from espnet_lalora.ct2_transcriber import ct2_folder
+    if args.backend != "pytorch":
+        if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
+            ct2_cannot = ("--backend ct2 transcribes with the given language; language "
+                          "detection, routed experts, prompts without a language token and "
+                          "translation need --backend pytorch")
+        else:
+            from espnet_lalora.ct2_transcriber import ct2_folder
 
-        try:
-            ct2_folder(args.asr_model_file, args.asr_train_config)
-        except ValueError as e:
-            ct2_cannot = f"--backend ct2: {e}"
+            try:
+                ct2_folder(args.asr_model_file, args.asr_train_config)
+            except ValueError as e:
+                ct2_cannot = f"--backend ct2: {e}"
     if args.backend == "auto":
         args.backend = "pytorch" if ct2_cannot else "ct2"
         print(f"decoder: {args.backend}" + (f" ({ct2_cannot})" if ct2_cannot else ""),
@@ -310,6 +311,8 @@ def pytorch_decoder(args, keys, langs, lid, candidates, detected, device):
     from espnet_lalora.decoding import DecodeOptions
     from espnet_lalora.methods.expert_layer import FUSED, NO_EXPERT
 
+    if not Path(args.asr_train_config).is_file():
+        sys.exit(f"error: --asr_train_config {args.asr_train_config} not found")
     try:
         model = load_model(args.asr_train_config, args.asr_model_file, device)
     except ValueError as e:
