@@ -307,7 +307,7 @@ def redecode(args, recipe: Path) -> list:
     gone = []
     for size in args.sizes:
         work = workdir(recipe, size)
-        zero_shot = zero_shot_path(size).is_file()
+        zero_shot = (args.zero_shot and size == "full") or zero_shot_path(size).is_file()
         for path in sorted((RECORDS / size).glob("*_lr*_seed*.json")):
             record = json.loads(path.read_text())
             method, seed, lr = record["method"], record["seed"], record["lr"]
