@@ -13,6 +13,7 @@ faster-whisper's long-form ``transcribe`` (windows of 30 s); the PyTorch decoder
 """
 
 import os
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,24 +49,26 @@ def ct2_folder(model_file, config) -> Path:
     import yaml
 
     if model_file in (None, "none", "None"):
-        from espnet_lalora.whisper_weights import ct2_model_dir
+        from espnet_lalora.whisper_weights import WhisperWeightsNotFound, prepare_ct2_model
 
         if not Path(config).is_file():
             raise ValueError(f"--asr_train_config {config}: not found")
         conf = yaml.safe_load(Path(config).read_text())
-        folder = ct2_model_dir(conf["encoder_conf"].get("whisper_model", "base"))
-        hint = "tools/install.sh converts the installed Whisper weights"
+        try:  # the installed CTranslate2 folder of that size (joined once from its packages)
+            return prepare_ct2_model(conf["encoder_conf"].get("whisper_model", "base"),
+                                     log=lambda message: print(message, file=sys.stderr))
+        except WhisperWeightsNotFound as e:
+            raise ValueError(str(e)) from e
     elif (Path(model_file).parent / "experts.yaml").is_file():
         raise ValueError(f"{model_file}: a language-expert bundle routes each utterance to its "
                          "expert, which CTranslate2 cannot run; decode it with --backend pytorch")
     elif Path(model_file).parent.name != "merged":
         raise ValueError(f"{model_file}: stage 9 exports only export/merged to CTranslate2 "
                          "(export/ct2); decode this model with --backend pytorch")
-    else:
-        folder = Path(model_file).parent.parent / "ct2"
-        hint = "stage 9 writes it next to export/merged"
+    folder = Path(model_file).parent.parent / "ct2"
     if not (folder / "model.bin").is_file():
-        raise ValueError(f"no CTranslate2 model at {folder} ({hint})")
+        raise ValueError(f"no CTranslate2 model at {folder} (stage 9 writes it next to "
+                         "export/merged)")
     return folder
 
 
