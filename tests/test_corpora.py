@@ -19,7 +19,7 @@ from espnet_lalora.datadir import load_data_dir, read_map
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--nj", "1", "--zero_shot", "false",
         "--train_args", "--max_epoch 1 --batch_size 4 --num_workers 0",
-        "--inference_args", "--maxlenratio 0.3 --repetition_guard 0"]
+        "--inference_args", "--maxlenratio 0.3 --max_tokens 60 --repetition_guard 0"]
 # recipe: (fixture, the recipe's data options for the fixture, languages)
 RECIPES = {
     "commonvoice_lr": ("commonvoice", ["--langs", "ja,ko", "--hours", "0.001"], {"ja", "ko"}),
