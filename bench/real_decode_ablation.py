@@ -87,17 +87,19 @@ def ours(model_config, model_file):
                                        whisper_filters=True)}
 
 
-def ct2_backend(ct2_dir):
-    """{way: decode} for stage 10's CTranslate2 backend."""
+def ct2_backend(ct2_dir, ways):
+    """{way: decode} for stage 10's CTranslate2 backend, a model loaded for each way asked."""
     from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
 
-    def way(**options):
-        transcriber = CT2Transcriber(ct2_dir, CT2Options(**options))
+    options = {"ct2_beam": {}, "ct2_unpadded": {"pad_to_30s": False},
+               "ct2_fallback": {"temperatures": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}}
+
+    def way(**chosen):
+        transcriber = CT2Transcriber(ct2_dir, CT2Options(**chosen))
         return lambda batch: [t[0] for t in transcriber([a for a, _ in batch],
                                                         [lang for _, lang in batch])]
 
-    return {"ct2_beam": way(), "ct2_unpadded": way(pad_to_30s=False),
-            "ct2_fallback": way(temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0))}
+    return {w: way(**options[w]) for w in ways if w in options}
 
 
 def faster_whisper(ct2_dir):
@@ -173,7 +175,7 @@ def main():
     if any(w.startswith("fw") for w in ways):
         decoders.update(faster_whisper(ct2))
     if any(w.startswith("ct2") for w in ways):
-        decoders.update({w: d for w, d in ct2_backend(ct2).items() if w in ways})
+        decoders.update(ct2_backend(ct2, ways))
     hyps = {w: {} for w in ways}
     seconds = dict.fromkeys(ways, 0.0)
     audio = {k: soundfile.read(wavs[k], dtype="float32")[0] for k in keys}

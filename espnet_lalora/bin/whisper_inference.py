@@ -211,7 +211,7 @@ def main(argv=None):
     if args.dtype not in ("float32", "int8"):
         sys.exit(f"error: dtype {args.dtype!r} (from --config {args.config}): float32 or int8")
     detected = {}
-    ct2_cannot = None
+    ct2_cannot, folder = None, None
     if args.backend != "pytorch":
         if lid or args.route != "none" or not args.language_token or args.task != "transcribe":
             ct2_cannot = ("--backend ct2 transcribes with the given language; language "
@@ -221,7 +221,7 @@ def main(argv=None):
             from espnet_lalora.ct2_transcriber import ct2_folder
 
             try:
-                ct2_folder(args.asr_model_file, args.asr_train_config)
+                folder = ct2_folder(args.asr_model_file, args.asr_train_config)
             except ValueError as e:
                 ct2_cannot = f"--backend ct2: {e}"
     if args.backend == "auto":
@@ -231,7 +231,7 @@ def main(argv=None):
     if args.backend == "ct2":
         if ct2_cannot:
             sys.exit(f"error: {ct2_cannot}")
-        decode_batch = ct2_decoder(args, langs, temperatures, device)
+        decode_batch = ct2_decoder(args, folder, langs, temperatures, device)
     else:
         if len(temperatures) > 1:
             sys.exit("error: --temperatures (the fallback) is an option of --backend ct2")
@@ -287,12 +287,12 @@ def trained_padded(config) -> bool:
     return bool((conf.get("encoder_conf") or {}).get("do_pad_trim", False))
 
 
-def ct2_decoder(args, langs, temperatures, device):
+def ct2_decoder(args, folder, langs, temperatures, device):
     """decode_batch(keys, speeches) -> (text, tokens, token ids, score) per utterance, through
     the model's CTranslate2 export."""
-    from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber, ct2_folder
+    from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
 
-    ct2 = CT2Transcriber(ct2_folder(args.asr_model_file, args.asr_train_config), CT2Options(
+    ct2 = CT2Transcriber(folder, CT2Options(
         beam_size=args.beam_size, patience=args.patience, temperatures=temperatures,
         compute_type=args.dtype, compression_ratio_threshold=args.compression_ratio_threshold,
         logprob_threshold=args.logprob_threshold, max_tokens=args.max_tokens,
