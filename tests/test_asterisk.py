@@ -1,7 +1,8 @@
 """The Asterisk prompts (espnet_lalora.bin.prep_asterisk) on the installed Debian packages: the
 committed exclusion list is what the stated rules give, the rules drop what they say they drop,
-no prompt text is in two splits, mini_multi's test_real is the asterisk recipe's test split, and
-bad input is refused by name."""
+no prompt text is in two splits, mini_multi's test_real is the asterisk recipe's test split, the
+speaker-shift set is the test prompts by second voices within the duration rule, and bad input is
+refused by name."""
 
 import re
 from pathlib import Path
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("asterisk") / "data"
-    prep_asterisk.main(["--out", str(out)])
+    prep_asterisk.main(["--out", str(out), "--sets", "train,dev,test,shift=test_shift",
+                        "--audio_dir", str(out.parent / "audio")])
     return out
 
 
@@ -92,3 +94,32 @@ def test_missing_transcripts_say_how_to_install(tmp_path):
     with pytest.raises(CorpusError, match="core-sounds-en.txt.gz: not found .*apt-get install "
                                           "asterisk-core-sounds-en asterisk-core-sounds-en-wav"):
         prep_asterisk.prepare(tmp_path, ["en"], 1, 0.1, 0.2)
+
+
+def test_shift_set_is_test_prompts_by_second_voices(prepared):
+    test, shift = (read_map(prepared / s / "text") for s in ("test", "test_shift"))
+    spk = read_map(prepared / "test_shift" / "utt2spk")
+    langs = read_map(prepared / "test_shift" / "utt2lang")
+    assert set(spk.values()) == {"es_es_co", "fr_fr_armelle", "it_it_menardi"}
+    assert len(shift) > 100
+    test_langs = read_map(prepared / "test" / "utt2lang")
+    core = {(test_langs[u], t) for u, t in test.items() if u[:2] in ("es", "fr", "it")}
+    assert {(langs[u], t) for u, t in shift.items()} <= core  # the test prompts' texts
+    reasons = [line.split("\t")[2] for line in
+               (prepared / "excluded.tsv").read_text(encoding="utf-8").splitlines()[1:]
+               if line.split("\t")[1].endswith(("(es_co)", "(fr_armelle)", "(it_menardi)"))]
+    assert any(r.startswith("shift: duration") for r in reasons)
+    assert any(r == "shift: no recording" for r in reasons)
+    for r in reasons:  # every duration exclusion lies outside the band, stated in its reason
+        if r.startswith("shift: duration"):
+            ratio, median = map(float, re.findall(r"(\d+\.\d+)", r))
+            assert not 1 / prep_asterisk.SHIFT_BAND <= ratio / median <= prep_asterisk.SHIFT_BAND
+    wavs = read_map(prepared / "test_shift" / "wav.scp")  # the GSM voices written as WAV
+    assert all(Path(w).suffix == ".wav" and Path(w).is_file() for w in wavs.values())
+
+
+def test_missing_second_voice_says_how_to_install(tmp_path):
+    with pytest.raises(CorpusError, match="second voice of es, asterisk-prompt-es-co.*"
+                                          "tools/install.sh"):
+        prep_asterisk.prepare(Path("/"), ["es"], 1, 0.1, 0.2, second_root=tmp_path,
+                              audio_dir=tmp_path / "audio")

@@ -34,6 +34,23 @@ if [ "${LALORA_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # Second voices of the same prompts (egs2/asterisk's test_shift): installed, they would replace
+  # the core Spanish and French packages (the same paths), so they are unpacked into the cache.
+  second_voices=(asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav)
+  second=${ESPNET_LALORA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/espnet_lalora}/asterisk-second
+  if [ "$(cat "$second/.unpacked" 2>/dev/null)" != "${second_voices[*]}" ]; then
+    log "unpacking ${second_voices[*]} into $second"
+    debs=$(mktemp -d)
+    download() { (cd "$debs" && apt-get download -qq "${second_voices[@]}" 2>&1 | grep -v unsandboxed >&2 || true); }
+    download
+    ls "$debs"/*.deb >/dev/null 2>&1 || { apt-get update -qq >/dev/null; download; }
+    mkdir -p "$second"
+    for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$second"; done
+    [ "$(ls "$debs"/*.deb | wc -l)" = "${#second_voices[@]}" ] || {
+      log "could not download ${second_voices[*]} (apt-get download)"; exit 1; }
+    echo "${second_voices[*]}" > "$second/.unpacked"
+    rm -rf "$debs"
+  fi
 fi
 
 # --- The Python environment.

@@ -21,6 +21,19 @@ copy, ``local/excluded.tsv``, and a test checks that the rules still give it):
   holds more, or less, than the recording says (e.g. Italian "un suono beep" for a beep);
 - ``listed``: in ``KNOWN_MISMATCHES`` below, for mismatches found by reading that no rule catches.
 
+A speaker-shift test set (``--sets ...,shift=test_shift``): the test split's prompts read by a
+second voice (``--test_per_lang`` takes its own seeded subset), from Debian's ``asterisk-prompt-es-co`` (Colombian Spanish, GSM, GPL-2),
+``asterisk-prompt-fr-armelle`` (French, GSM, BSD-like) and ``asterisk-prompt-it-menardi-wav``
+(Italian, CC-BY-SA 3.0). They conflict with the core packages as installed packages (the same prompt
+paths), so ``tools/install.sh`` unpacks them into ``--second_dir``. Their text is the core
+transcript of the same prompt name, trusted when:
+
+- ``shift: no recording``: the second voice has the prompt at all;
+- ``shift: duration``: its speech (silence trimmed) lasts, relative to the core recording, within
+  ``SHIFT_BAND`` of that voice's median ratio over every prompt both voices read: a different
+  wording (an added or dropped sentence, another phrase) changes the length. Rewordings of the same
+  length pass this rule; nothing better can be stated without listening, and no model is asked.
+
 Splits, by prompt text: every distinct text (normalized) of a language goes wholly to train, dev
 or test, by a seeded hash of the text (``--dev_share``, ``--test_share``), so no text is shared
 across splits and a language's split does not depend on the other languages. ``--train_per_lang``
@@ -40,9 +53,15 @@ import numpy as np
 
 from espnet_lalora.corpus import CorpusError, Utt, log, main_wrapper, write_sets
 from espnet_lalora.text_norm import normalize
+from espnet_lalora.whisper_weights import cache_dir
 
 VOICES = {"en": "en_US_f_Allison", "es": "es_MX_f_Allison", "fr": "fr_CA_f_June",
           "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
+# lang: (Debian package, folder under usr/share/asterisk/sounds, speaker tag)
+SECOND_VOICES = {"es": ("asterisk-prompt-es-co", "es", "es_co"),
+                 "fr": ("asterisk-prompt-fr-armelle", "fr", "fr_armelle"),
+                 "it": ("asterisk-prompt-it-menardi-wav", "it_IT_f_Menardi", "it_menardi")}
+SHIFT_BAND = 1.3
 RATE_HIGH, RATE_LOW = 1.8, 2.5
 # (lang, prompt): why its transcript is not what the voice says (found by reading the lists)
 KNOWN_MISMATCHES = {}
@@ -75,13 +94,27 @@ def read_transcript(root: Path, lang: str):
     return out
 
 
+def read_recording(path: Path):
+    """(mono float32 audio, rate) of a WAV or a raw GSM 06.10 file (sox decodes GSM)."""
+    import io
+    import subprocess
+
+    import soundfile
+
+    source = str(path)
+    if path.suffix == ".gsm":
+        result = subprocess.run(["sox", source, "-t", "wav", "-"], capture_output=True)
+        if result.returncode != 0:
+            raise CorpusError(f"{path}: sox cannot decode it: {result.stderr.decode()[-200:]}")
+        source = io.BytesIO(result.stdout)
+    audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    return audio.mean(axis=1), rate
+
+
 def speech_seconds(wav: Path) -> float:
     """Duration without the leading and trailing silence (frames of 20 ms more than SILENCE_DB
     below the loudest frame)."""
-    import soundfile
-
-    audio, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
+    audio, rate = read_recording(wav)
     frame = max(1, rate // 50)
     n = len(audio) // frame
     if n == 0:
@@ -136,6 +169,48 @@ def check_language(root: Path, lang: str, known: dict = KNOWN_MISMATCHES):
     return kept, excluded
 
 
+def second_voice(second_root: Path, lang: str, kept, test_prompts, audio_dir: Path):
+    """(utts, excluded [(prompt, reason)]) of the test prompts ``test_prompts`` read by the
+    language's second voice; ``kept``: every core prompt that passed the rules, for the median."""
+    package, folder, tag = SECOND_VOICES[lang]
+    sounds = second_root / "usr/share/asterisk/sounds" / folder
+    if not sounds.is_dir():
+        raise CorpusError(f"{sounds}: not found (the second voice of {lang}, {package}); run bash "
+                          f"tools/install.sh, which unpacks it there, or apt-get download "
+                          f"{package} and dpkg-deb -x it into a folder given as --second_dir")
+    ratios, excluded = {}, []
+    for prompt, _, core_wav in kept:
+        found = [sounds / f"{prompt}{ext}" for ext in (".wav", ".gsm")]
+        found = [f for f in found if f.is_file() and f.stat().st_size > 44]
+        if found:
+            ratios[prompt] = (speech_seconds(found[0]) / speech_seconds(core_wav), found[0])
+    if not ratios:
+        raise CorpusError(f"{sounds}: none of the {lang} prompts is there")
+    median = statistics.median(r for r, _ in ratios.values())
+    spk = f"{lang}_{tag}"
+    utts = []
+    for prompt, text in test_prompts:
+        if prompt not in ratios:
+            excluded.append((f"{prompt} ({tag})", "shift: no recording"))
+            continue
+        ratio, path = ratios[prompt]
+        if not 1 / SHIFT_BAND <= ratio / median <= SHIFT_BAND:
+            excluded.append((f"{prompt} ({tag})", f"shift: duration {ratio:.2f} times the core "
+                                                  f"recording's, the voice's median {median:.2f}"))
+            continue
+        if path.suffix == ".gsm":  # stage 3 reads WAV: decoded once, here
+            import soundfile
+
+            wav = audio_dir / tag / f"{prompt.replace('/', '_')}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(wav), *read_recording(path), subtype="PCM_16")
+            path = wav
+        utts.append(Utt(f"{spk}-{prompt.replace('/', '_')}", str(path.resolve()), text, spk, lang))
+    log(f"asterisk {lang} second voice ({package}): {len(utts)} of {len(test_prompts)} test "
+        f"prompts kept (median duration ratio {median:.2f})")
+    return utts, excluded
+
+
 def split_of(text: str, lang: str, seed: int, dev_share: float, test_share: float) -> str:
     digest = hashlib.sha1(f"{seed}:{lang}:{normalize(text, lang)}".encode()).hexdigest()
     u = int(digest[:12], 16) / 16 ** 12
@@ -151,8 +226,10 @@ def subset(utts, count: int, seed: str):
 
 
 def prepare(root: Path, langs, seed: int, dev_share: float, test_share: float,
-            train_per_lang: int = 0, test_per_lang: int = 0, dev_per_lang: int = 0):
-    sets = {"train": [], "dev": [], "test": []}
+            train_per_lang: int = 0, test_per_lang: int = 0, dev_per_lang: int = 0,
+            second_root: Path = None, audio_dir: Path = None):
+    """The splits; with ``second_root`` also ``shift``, the test prompts by a second voice."""
+    sets = {"train": [], "dev": [], "test": [], "shift": []}
     excluded = {}
     for lang in langs:
         kept, dropped = check_language(root, lang)
@@ -162,6 +239,13 @@ def prepare(root: Path, langs, seed: int, dev_share: float, test_share: float,
             utt = f"{spk}-{prompt.replace('/', '_')}"
             by_split[split_of(text, lang, seed, dev_share, test_share)].append(
                 Utt(utt, str(wav.resolve()), text, spk, lang))
+        if second_root is not None and lang in SECOND_VOICES:  # the whole test split's prompts
+            prompt_of = {f"{spk}-{p.replace('/', '_')}": p for p, _, _ in kept}
+            shift, dropped_shift = second_voice(
+                second_root, lang, kept, [(prompt_of[u.utt], u.text) for u in by_split["test"]],
+                audio_dir)
+            sets["shift"] += subset(shift, test_per_lang, f"{seed}-{lang}-shift")
+            excluded.update({f"{lang}\t{prompt}": why for prompt, why in dropped_shift})
         by_split["train"] = subset(by_split["train"], train_per_lang, f"{seed}-{lang}")
         by_split["test"] = subset(by_split["test"], test_per_lang, f"{seed}-{lang}-test")
         by_split["dev"] = subset(by_split["dev"], dev_per_lang, f"{seed}-{lang}-dev")
@@ -190,7 +274,12 @@ def main(argv=None):
                         help="a seeded subset of dev prompts per language (0: all)")
     parser.add_argument("--sets", default="train,dev,test",
                         help="which sets to write, comma-separated, optionally renamed: "
-                             "test=test_real writes the test split as data/test_real")
+                             "test=test_real writes the test split as data/test_real; shift: "
+                             "the test prompts by a second voice (es, fr, it)")
+    parser.add_argument("--second_dir", type=Path, default=cache_dir() / "asterisk-second",
+                        help="where the second voices' packages are unpacked (tools/install.sh)")
+    parser.add_argument("--audio_dir", type=Path, default=Path("downloads/asterisk_second"),
+                        help="where the second voices' GSM prompts are written as WAV")
     parser.add_argument("--out", type=Path, default=Path("data"))
     args = parser.parse_args(argv)
 
@@ -204,15 +293,22 @@ def main(argv=None):
             raise CorpusError(f"--corpus_dir {args.corpus_dir} does not exist")
         if not (0 < args.test_share and 0 < args.dev_share and args.dev_share + args.test_share < 1):
             raise CorpusError("--dev_share and --test_share must be positive and sum below 1")
+        splits = [item.partition("=") for item in args.sets.split(",")]
+        for split, _, _ in splits:
+            if split not in ("train", "dev", "test", "shift"):
+                raise CorpusError(f"--sets: unknown split {split!r}; choose from train, dev, "
+                                  "test, shift")
+        shift = any(split == "shift" for split, _, _ in splits)
+        if shift and not set(langs) & set(SECOND_VOICES):
+            log(f"--sets shift: none of --langs {args.langs} has a second voice "
+                f"({','.join(SECOND_VOICES)}): no speaker-shift set")
+            splits = [s for s in splits if s[0] != "shift"]
+            shift = False
         sets, excluded = prepare(args.corpus_dir, langs, args.seed, args.dev_share,
                                  args.test_share, args.train_per_lang, args.test_per_lang,
-                                 args.dev_per_lang)
-        wanted = {}
-        for item in args.sets.split(","):
-            split, _, name = item.partition("=")
-            if split not in sets:
-                raise CorpusError(f"--sets: unknown split {split!r}; choose from train, dev, test")
-            wanted[name or split] = sets[split]
+                                 args.dev_per_lang, args.second_dir if shift else None,
+                                 args.audio_dir)
+        wanted = {name or split: sets[split] for split, _, name in splits}
         write_sets(args.out, wanted)
         (args.out / "excluded.tsv").write_text(
             "# lang\tprompt\treason (python -m espnet_lalora.bin.prep_asterisk)\n"
