@@ -85,7 +85,8 @@ def main():
     parser.add_argument("--max_utts", type=int, default=None)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated decoder names to run")
+    parser.add_argument("--only", default="",
+                        help="decoders to run: parts of their names, separated by ';'")
     args = parser.parse_args()
     if args.asr_exp is not None and args.test is None:
         sys.exit("error: --asr_exp needs --test (the fine-tuned case: a formatted test set)")
@@ -156,10 +157,11 @@ def main():
         return run
 
     def ct2_backend(compute_type):
-        """stage 10's --backend ct2 (here one utterance per call, as every row)"""
+        """stage 10's --backend ct2 (here one utterance per call, as every row), padded or not
+        as stage 10 reads the model (as it was trained)"""
         from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
 
-        t = CT2Transcriber(ct2_dir, CT2Options(compute_type=compute_type))
+        t = CT2Transcriber(ct2_dir, CT2Options(compute_type=compute_type, pad_to_30s=padded))
         return lambda audio, lang: t([audio], [lang])[0][0]
 
     pad = "30-s padded" if padded else "unpadded"
@@ -173,13 +175,13 @@ def main():
             ours(5, "whisper", fused=False),
         f"espnet-lalora beam 5, Whisper ranking, int8 ({pad})": ours(5, "whisper", int8=True),
         f"espnet-lalora greedy, int8 ({pad})": ours(1, int8=True),
-        "faster-whisper beam 5, float32": faster_whisper(5, "float32"),
-        "faster-whisper beam 5, int8": faster_whisper(5, "int8"),
-        "stage 10 --backend ct2, float32": ct2_backend("float32"),
-        "stage 10 --backend ct2, int8": ct2_backend("int8"),
+        "faster-whisper beam 5, float32 (30-s padded)": faster_whisper(5, "float32"),
+        "faster-whisper beam 5, int8 (30-s padded)": faster_whisper(5, "int8"),
+        f"stage 10 --backend ct2, float32 ({pad})": ct2_backend("float32"),
+        f"stage 10 --backend ct2, int8 ({pad})": ct2_backend("int8"),
     }
     if args.only:
-        keep = [n.strip() for n in args.only.split(",")]
+        keep = [n.strip() for n in args.only.split(";") if n.strip()]
         decoders = {n: d for n, d in decoders.items() if any(k in n for k in keep)}
     names = list(decoders)
     for name in names:  # warm-up outside the timing (first-call allocations, lazy init)
@@ -204,6 +206,7 @@ def main():
     langs = [l for _, _, l, _ in utts]
     base = statistics.median(times[names[0]])
     case = (f"fine-tuned {args.asr_exp} on {args.test}" if fine_tuned else
+            f"zero-shot Whisper base on {args.test}" if args.test else
             "zero-shot Whisper base on espeak-ng sentences (seed 7)")
     print(f"{case}: {len(utts)} utterances, {seconds:.1f} s of audio; {cpu_model()}, "
           f"{args.threads} threads; torch {torch.__version__}, CTranslate2 "
