@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import build_espnet_model
@@ -128,3 +129,39 @@ def reference_prompt(lang: str, name: str) -> int:
     import whisper.tokenizer
 
     return 50259 + list(whisper.tokenizer.LANGUAGES).index(lang)
+
+
+def test_ct2_export_of_every_family_scores_as_openai_whisper(shaped, speech, tmp_path):
+    """write_ct2_model (stage 9) on each family: faster-whisper loads it with the model's mel
+    bins and special tokens, and CTranslate2's log-probabilities of the first token after the
+    prompt are openai-whisper's on the same features (within 2e-3; float32 both)."""
+    import ctranslate2
+    import whisper
+    from faster_whisper import WhisperModel
+
+    from espnet_lalora.ct2_whisper import ct2_template, write_ct2_model
+
+    name, reference, _ = shaped
+    checkpoint = {"dims": vars(reference.dims), "model_state_dict": reference.state_dict()}
+    folder = write_ct2_model(checkpoint, tmp_path / "ct2", ct2_template(reference.dims.n_vocab))
+    fw = WhisperModel(str(folder), device="cpu", compute_type="float32")
+    assert fw.feature_extractor.mel_filters.shape[0] == reference.dims.n_mels
+    for utt in ("en1", "ja1"):
+        audio, lang = speech[utt]
+        tokenizer = whisper.tokenizer.get_tokenizer(True, language=lang,
+                                                    num_languages=reference.num_languages)
+        prompt = list(tokenizer.sot_sequence_including_notimestamps)
+        assert [fw.hf_tokenizer.token_to_id(t) for t in (f"<|{lang}|>", "<|transcribe|>",
+                                                         "<|notimestamps|>")] == prompt[1:]
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)),
+                                          n_mels=reference.dims.n_mels)[None]
+        with torch.no_grad():
+            logits = reference.logits(torch.tensor([prompt]), reference.encoder(mel))[0, -1]
+        expected = torch.log_softmax(logits, -1)
+        result = fw.model.generate(ctranslate2.StorageView.from_array(mel.numpy()), [prompt],
+                                   beam_size=1, max_length=4, return_logits_vocab=True,
+                                   suppress_blank=False, suppress_tokens=[])[0]
+        got = torch.log_softmax(torch.tensor(np.asarray(result.logits[0][0])), -1)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() < 2e-3, (name, utt, (got - expected).abs().max())
+        assert result.sequences_ids[0][0] == int(expected.argmax())
