@@ -32,10 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import soundfile
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SILENCE_TAIL = 1.0  # conf/decode.yaml's silence_tail
 sys.path.insert(0, str(ROOT / "bench"))
 from expert_decode_bench import cpu_model  # noqa: E402
 
@@ -99,6 +101,7 @@ def main():
     import whisper
     from faster_whisper import WhisperModel
 
+    from espnet_lalora.bin.whisper_inference import input_lengths
     from espnet_lalora.config import write_config, zero_shot_config
     from espnet_lalora.decoding import DecodeOptions
     from espnet_lalora.transcriber import WhisperTranscriber, load_model, quantize_int8
@@ -128,6 +131,12 @@ def main():
 
     openai_model = whisper.load_model(openai_path, device="cpu").float().eval()
 
+    def as_stage10(audio):
+        """stage 10's input of a model read unpadded: a second of silence, whole seconds"""
+        if padded:
+            return audio
+        return np.pad(audio, (0, input_lengths({0: len(audio)}, SILENCE_TAIL)[0] - len(audio)))
+
     def openai(beam):
         def run(audio, lang):
             mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)))[None]
@@ -143,7 +152,8 @@ def main():
         t = WhisperTranscriber(model, fused_attention=fused)
         options = DecodeOptions(beam_size=beam, maxlenratio=maxlenratio, ranking=ranking,
                                 whisper_filters=ranking == "whisper")
-        return lambda audio, lang: t.to_text(t([t.encode(audio)], [t.prompt(lang)], options)[0])[0]
+        return lambda audio, lang: t.to_text(t([t.encode(as_stage10(audio))], [t.prompt(lang)],
+                                               options)[0])[0]
 
     def faster_whisper(beam, compute_type):
         fw = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type,
@@ -162,9 +172,9 @@ def main():
         from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
 
         t = CT2Transcriber(ct2_dir, CT2Options(compute_type=compute_type, pad_to_30s=padded))
-        return lambda audio, lang: t([audio], [lang])[0][0]
+        return lambda audio, lang: t([as_stage10(audio)], [lang])[0][0]
 
-    pad = "30-s padded" if padded else "unpadded"
+    pad = "30-s padded" if padded else f"unpadded, {SILENCE_TAIL:g}-s silence tail"
     decoders = {
         "openai-whisper greedy": openai(1),
         "openai-whisper beam 5": openai(5),

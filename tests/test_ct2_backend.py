@@ -144,3 +144,36 @@ def test_ct2_backend_refuses_routed_experts_and_missing_exports(tmp_path):
     merged.mkdir(parents=True)
     with pytest.raises(ValueError, match="no CTranslate2 model at .*export/ct2 .*stage 9"):
         ct2_folder(merged / "model.pth", None)
+
+
+def test_stage10_result_does_not_depend_on_the_batch(prompts, tmp_path):
+    """Read unpadded (as a model fine-tuned here), each utterance gets --silence_tail and is
+    padded to whole seconds, batched only with utterances of that length: batch size 1 and 4
+    give the same tokens. Without the tail (0: each batch padded to its longest, the old way)
+    they do not, on these prompts."""
+    prompts = [p for p in prompts if len(p[1]) < 30 * 16000]
+    wav_scp, utt2lang = tmp_path / "wav.scp", tmp_path / "utt2lang"
+    wav_scp.write_text("".join(f"{u} {p}\n" for u, _, _, p in prompts))
+    utt2lang.write_text("".join(f"{u} {lang}\n" for u, _, lang, _ in prompts))
+    root = Path(__file__).resolve().parents[1]
+    tokens, config = tmp_path / "tokens.txt", tmp_path / "zero_shot.yaml"
+    subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
+                    "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
+                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "espnet_lalora.bin.make_zeroshot_config",
+                    "--asr_config", str(root / "egs2/mini_multi/asr1/conf/train_lora.yaml"),
+                    "--token_list", str(tokens), "--whisper_model", "base", "--out", str(config)],
+                   check=True, cwd=root / "egs2/mini_multi/asr1")
+
+    def decode(batch_size, tail):
+        out = tmp_path / f"b{batch_size}_t{tail}"
+        subprocess.run([sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
+                        "--asr_train_config", str(config), "--utt2lang", str(utt2lang),
+                        "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
+                        "--backend", "ct2", "--do_pad_trim", "false", "--max_tokens", "40",
+                        "--silence_tail", str(tail), "--batch_size", str(batch_size),
+                        "--output_dir", str(out)], check=True, capture_output=True)
+        return (out / "1best_recog/token_int").read_text()
+
+    assert decode(1, 1.0) == decode(4, 1.0)
+    assert decode(1, 0) != decode(4, 0)

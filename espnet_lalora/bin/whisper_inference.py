@@ -13,10 +13,12 @@ language that the base model detects; the utterances of a batch may mix language
 """
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from espnet_lalora.transcriber import WhisperTranscriber, load_model, windows
@@ -95,6 +97,12 @@ def get_parser():
                         "(longer audio: 30-s windows); false: each utterance at its own length, "
                         "as this project trains (none: as the model's config says: decoded as "
                         "trained)")
+    p.add_argument("--silence_tail", type=float, default=1.0,
+                   help="seconds of silence after each utterance that is read at its own length "
+                        "(a model trained unpadded saw its batch's padding there; without it, "
+                        "short utterances loop). Utterances are then padded to whole seconds "
+                        "and batched with others of that length only, so a result does not "
+                        "depend on its batch")
     p.add_argument("--temperatures", default="0",
                    help="comma-separated; more than one: Whisper's temperature fallback (an "
                         "utterance whose result is a loop or improbable is sampled again at the "
@@ -137,7 +145,7 @@ def main(argv=None):
         for key in ("beam_size", "maxlenratio", "batch_size", "ranking", "patience",
                     "length_penalty", "whisper_filters", "dtype", "repetition_guard",
                     "repetition_span", "max_tokens", "backend", "do_pad_trim", "temperatures",
-                    "compression_ratio_threshold", "logprob_threshold"):
+                    "compression_ratio_threshold", "logprob_threshold", "silence_tail"):
             if key in conf and key not in given:
                 value = conf[key]
                 if key == "length_penalty":
@@ -169,6 +177,8 @@ def main(argv=None):
     missing = [k for k in keys if k not in wavs or k not in langs]
     if missing:
         sys.exit(f"error: {len(missing)} utterances lack audio or language (e.g. {missing[:3]})")
+    if args.silence_tail < 0:
+        sys.exit(f"error: --silence_tail {args.silence_tail}: seconds, 0 or more")
     if args.beam_size < 1 or args.batch_size < 1:
         sys.exit("error: --beam_size and --batch_size must be at least 1")
     if args.maxlenratio <= 0:
@@ -242,21 +252,23 @@ def main(argv=None):
     progress = Progress(len(keys), f"decode {wav_scp.parent.name}")
     start, audio_seconds = time.monotonic(), 0.0
     out = {name: {} for name in ("text", "token", "token_int", "score")}
-    # Utterances of similar length are decoded together.
     try:
         frames = {k: soundfile.info(wavs[k]).frames for k in keys}
     except (soundfile.LibsndfileError, RuntimeError) as e:
         sys.exit(f"error: {wav_scp}: cannot read audio ({e}); run stage 3 first")
-    order = sorted(keys, key=lambda k: frames[k])
-    for i in range(0, len(order), args.batch_size):
-        batch = order[i:i + args.batch_size]
+    padded = (trained_padded(args.asr_train_config) if args.do_pad_trim is None
+              else args.do_pad_trim)
+    tail = 0.0 if padded else args.silence_tail
+    length = input_lengths(frames, tail)
+    order = sorted(keys, key=lambda k: (length[k], frames[k]))
+    for batch in batches(order, length, args.batch_size, grouped=tail > 0):
         speeches = []
         for key in batch:
             speech, rate = soundfile.read(wavs[key], dtype="float32")
             if rate != 16000 or speech.ndim != 1:
                 sys.exit(f"error: {wav_scp}: {key}: expected 16 kHz mono audio (stage 3 writes it)")
             audio_seconds += len(speech) / 16000
-            speeches.append(speech)
+            speeches.append(np.pad(speech, (0, length[key] - len(speech))))
         for key, (text, tokens, token_int, score) in zip(batch, decode_batch(batch, speeches)):
             out["text"][key] = text
             out["token"][key] = " ".join(tokens)
@@ -276,6 +288,27 @@ def main(argv=None):
               file=sys.stderr)
     print(f"decoded {len(keys)} utterances ({audio_seconds:.1f} s of audio) in {elapsed:.1f} s: "
           f"real-time factor {elapsed / max(audio_seconds, 1e-9):.3f}", file=sys.stderr)
+
+
+def input_lengths(frames: dict, tail: float) -> dict:
+    """Samples each utterance is decoded at: its own with ``tail`` seconds of silence, rounded
+    up to whole seconds (``tail`` 0: its own; 30-s padding happens later, in the model)."""
+    if tail <= 0:
+        return dict(frames)
+    return {k: math.ceil(n / 16000 + tail) * 16000 for k, n in frames.items()}
+
+
+def batches(order, length: dict, size: int, grouped: bool):
+    """Consecutive utterances of ``order`` in batches of up to ``size``; ``grouped``: of one
+    input length each, so that no utterance is padded further by its batch."""
+    batch = []
+    for key in order:
+        if batch and (len(batch) == size or grouped and length[key] != length[batch[0]]):
+            yield batch
+            batch = []
+        batch.append(key)
+    if batch:
+        yield batch
 
 
 def trained_padded(config) -> bool:
