@@ -26,8 +26,10 @@ def _patch(module):
     if module.__name__ != "whisper" or not is_openai_whisper(module):
         return
     try:
+        from espnet_lalora.whisper_sizes import extend_whisper
         from espnet_lalora.whisper_weights import patch_whisper
 
+        extend_whisper(module)
         patch_whisper(module)
     except Exception as e:  # never break `import whisper` for a program that did not ask for us
         import warnings

@@ -227,6 +227,60 @@ def _set_variable(spec, name: str, value):
     setattr(spec, leaf, value)
 
 
+YUE_ID = 50358  # v3's <|yue|>: every special token from <|translate|> on moves up by one
+
+
+def v3_template(v2_template, output) -> Path:
+    """The tokenizer, vocabulary and decoding config of a v3 CTranslate2 Whisper (51,866 tokens),
+    made from a v1/v2 one's: ``<|yue|>`` inserted at 50358, the ids after it moved, its language
+    id added (as in the large-v3 conversions faster-whisper publishes). No weights."""
+    v2_template, output = Path(v2_template), Path(output)
+    if (output / "config.json").is_file():
+        return output
+
+    def moved(i):
+        return i + 1 if i >= YUE_ID else i
+
+    vocabulary = (v2_template / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    if len(vocabulary) != 51865:
+        raise CT2FormatError(f"{v2_template}: {len(vocabulary)} tokens, expected a v1/v2 "
+                             f"Whisper's 51,865")
+    vocabulary.insert(YUE_ID, "<|yue|>")
+    config = json.loads((v2_template / "config.json").read_text())
+    config["lang_ids"] = sorted(config["lang_ids"] + [YUE_ID])
+    config["suppress_ids"] = [moved(i) for i in config["suppress_ids"]]
+    config["suppress_ids_begin"] = [moved(i) for i in config["suppress_ids_begin"]]
+    config["alignment_heads"] = []  # another model: write_ct2_model picks its default
+    tokenizer = json.loads((v2_template / "tokenizer.json").read_text(encoding="utf-8"))
+    added = [dict(t, id=moved(t["id"])) for t in tokenizer["added_tokens"]]
+    yue = dict(next(t for t in added if t["content"] == "<|su|>"), id=YUE_ID, content="<|yue|>")
+    tokenizer["added_tokens"] = sorted(added + [yue], key=lambda t: t["id"])
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False),
+                                        encoding="utf-8")
+    shutil.rmtree(output, ignore_errors=True)
+    tmp.rename(output)
+    return output
+
+
+def ct2_template(n_vocab: int, log=print) -> Path:
+    """An installed CTranslate2 Whisper folder with the tokenizer of a ``n_vocab``-token model:
+    the base model's for v1/v2, derived from it for v3 (in the cache)."""
+    from espnet_lalora.whisper_weights import cache_dir, prepare_ct2_model
+
+    base = prepare_ct2_model("base", log=log)
+    if n_vocab == 51865:
+        return base
+    if n_vocab == 51866:
+        return v3_template(base, cache_dir() / "ct2" / "template-v3")
+    raise CT2FormatError(f"a Whisper of {n_vocab} tokens: only multilingual v1/v2 (51,865) and "
+                         f"v3 (51,866) are exported")
+
+
 def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
     """Save an openai-whisper checkpoint as a CTranslate2 Whisper folder for faster-whisper,
     weights in the checkpoint's dtype. Tokenizer, vocabulary and decoding config (suppressed
@@ -246,7 +300,8 @@ def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
     # alignment heads (word timestamps) belong to one model size; another size gets every head
     # of its upper half, CTranslate2's converters' default
     heads = template_config.get("alignment_heads")
-    if _layer_count(read_ct2_model(template_dir / "model.bin")[1], "decoder") != dims["n_text_layer"]:
+    if not heads or _layer_count(read_ct2_model(template_dir / "model.bin")[1],
+                                 "decoder") != dims["n_text_layer"]:
         heads = [(layer, head) for layer in range(dims["n_text_layer"] // 2, dims["n_text_layer"])
                  for head in range(dims["n_text_head"])]
     spec.config.alignment_heads = heads
@@ -256,6 +311,10 @@ def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
                              f"has {dims['n_vocab']}: use a template of the same Whisper family")
     spec.register_vocabulary(vocabulary)
     spec.register_file(str(template_dir / "tokenizer.json"))
+    if dims["n_mels"] != 80:  # faster-whisper computes 80 mel bins unless told otherwise
+        preprocessor = output_dir.with_name(output_dir.name + ".preprocessor_config.json")
+        preprocessor.write_text(json.dumps({"feature_size": dims["n_mels"]}))
+        spec.register_file(str(preprocessor), "preprocessor_config.json")
     spec.validate()
     spec.optimize()
     tmp = output_dir.with_name(output_dir.name + ".tmp")

@@ -6,6 +6,7 @@ as they are."""
 import functools
 
 import espnet2.tasks.asr
+from espnet2.asr.encoder.whisper_encoder import OpenAIWhisperEncoder
 from espnet2.layers import create_adapter as _create_adapter
 from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
 
@@ -32,8 +33,23 @@ def _per_utterance_language(tokens2ids):
     return wrapped
 
 
+def _mel_bins_of_the_model(init):
+    """ESPnet's Whisper encoder computes openai-whisper's 80 mel bins whatever it loads; v3 has
+    128 (its first convolution says how many it takes)."""
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.n_mels = self.encoders.conv1.in_channels
+
+    wrapped._espnet_lalora = True
+    return wrapped
+
+
 def register():
     _create_adapter.create_adapter_fn_table.update(adapter_table())
+    if not getattr(OpenAIWhisperEncoder.__init__, "_espnet_lalora", False):
+        OpenAIWhisperEncoder.__init__ = _mel_bins_of_the_model(OpenAIWhisperEncoder.__init__)
     if not getattr(OpenAIWhisperTokenIDConverter.tokens2ids, "_espnet_lalora", False):
         OpenAIWhisperTokenIDConverter.tokens2ids = _per_utterance_language(
             OpenAIWhisperTokenIDConverter.tokens2ids)

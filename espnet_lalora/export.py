@@ -17,12 +17,11 @@ import torch
 import yaml
 
 from espnet_lalora.config import write_config
-from espnet_lalora.ct2_whisper import write_ct2_model
+from espnet_lalora.ct2_whisper import ct2_template, write_ct2_model
 from espnet_lalora.fileio import atomic_path, write_text_atomic
 from espnet_lalora.methods import method_of
 from espnet_lalora.methods.module_grid import write_rank_pattern
 from espnet_lalora.params import parameter_report
-from espnet_lalora.whisper_weights import prepare_ct2_model
 
 
 def load_trained_model(config: Path, checkpoint: Path):
@@ -121,7 +120,8 @@ def export(asr_exp: Path, checkpoint_name: str, out: Path, log=print) -> dict:
     write_config(merged_config, out / "merged" / "config.yaml")
     whisper_checkpoint = espnet_to_whisper_checkpoint(merged)
     save_atomic(whisper_checkpoint, out / "whisper" / "model.pt")
-    write_ct2_model(whisper_checkpoint, out / "ct2", prepare_ct2_model("base", log=log))
+    write_ct2_model(whisper_checkpoint, out / "ct2",
+                    ct2_template(whisper_checkpoint["dims"]["n_vocab"], log=log))
     log(f"wrote {out / 'ct2'} (CTranslate2: faster_whisper.WhisperModel)")
     if method is not None:
         report.update(method.export_more(model, args, config, method_config, out, save_atomic,

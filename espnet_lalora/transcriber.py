@@ -110,12 +110,15 @@ class WhisperTranscriber:
         from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
 
         from espnet_lalora.decoding import CachedWhisperDecoder, whisper_suppress_tokens
+        from espnet_lalora.whisper_sizes import num_languages
 
         self.model, self.device = model, device
         if fused_attention:
             use_fused_attention(model)
         self.decoder = CachedWhisperDecoder(model.decoder.decoders)
-        self.whisper_tokenizer = whisper.tokenizer.get_tokenizer(True)
+        vocabulary = model.decoder.decoders.token_embedding.num_embeddings
+        self.whisper_tokenizer = whisper.tokenizer.get_tokenizer(
+            True, num_languages=num_languages(vocabulary))  # 100 for v3: ids move
         self.espnet_tokenizer = build_tokenizer(token_type="whisper_multilingual",
                                                 bpemodel="whisper_multilingual")
         self.converter = OpenAIWhisperTokenIDConverter(model_type="whisper_multilingual")

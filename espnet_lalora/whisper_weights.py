@@ -216,12 +216,19 @@ def resolve_checkpoint(name: str, download_root=None, urls=None):
 
 def patch_whisper(whisper_module):
     """Wrap ``whisper.load_model`` so that official names resolve offline (see module doc)."""
+    from espnet_lalora.whisper_sizes import model_loaded
+
     original = whisper_module.load_model
     if getattr(original, "_espnet_lalora", False):
         return
 
     @functools.wraps(original)
     def load_model(name, device=None, download_root=None, in_memory=False):
+        model = _load(name, device, download_root, in_memory)
+        model_loaded(model, name)  # the tokenizer's language count follows the model
+        return model
+
+    def _load(name, device, download_root, in_memory):
         if name not in whisper_module._MODELS:
             return original(name, device=device, download_root=download_root, in_memory=in_memory)
         path, origin = resolve_checkpoint(name, download_root, whisper_module._MODELS)

@@ -161,7 +161,12 @@ if uses_model; then
 fi
 zero_shot_exp=exp/asr_zero_shot_whisper_${whisper_model}
 stats_dir=exp/asr_stats_raw_whisper_multilingual
+# Whisper v3 has 100 languages (a 51,866-token list), v1/v2 99: every tokenizer of every stage
+# (ESPnet's too) takes the count from this variable, and a model that disagrees is refused.
+whisper_languages=$(py -m espnet_lalora.bin.stamp whisper-languages "$whisper_model") || exit 1
+export ESPNET_LALORA_WHISPER_LANGUAGES=$whisper_languages
 token_list=data/token_list/whisper_multilingual/tokens.txt
+[ "$whisper_languages" = 99 ] || token_list=data/token_list/whisper_multilingual_$whisper_languages/tokens.txt
 [ -z "$speed_perturb_factors" ] || train_sp=${train_set}_sp
 train_dump=${train_sp:-$train_set}
 inference_tag=$(basename "$inference_config" .yaml)
@@ -262,11 +267,11 @@ if runs 5; then
   stage_start 5 "Whisper token list"
   make_token_list() {
     mkdir -p "$(dirname "$token_list")" \
-      && py -m espnet2.bin.whisper_export_vocabulary --whisper_model whisper_multilingual \
+      && py -m espnet_lalora.bin.whisper_token_list --languages "$whisper_languages" \
         --output "$token_list.tmp" > exp/logs/stage5_token_list.log 2>&1 \
       && mv "$token_list.tmp" "$token_list"
   }
-  once "$token_list.done" "whisper_multilingual" "$token_list exists" -- make_token_list \
+  once "$token_list.done" "$(basename "$(dirname "$token_list")")" "$token_list exists" -- make_token_list \
     || die "the token list failed; see exp/logs/stage5_token_list.log"
   stage_end 5
 fi

@@ -4,6 +4,7 @@
     python -m espnet_lalora.bin.stamp mark STAMP OPTIONS [INPUT...]
     python -m espnet_lalora.bin.stamp print OPTIONS [INPUT...]         the fingerprint
     python -m espnet_lalora.bin.stamp whisper-id NAME                  the weights, by content
+    python -m espnet_lalora.bin.stamp whisper-languages NAME           99 (v1/v2) or 100 (v3)
 """
 
 import sys
@@ -27,6 +28,13 @@ def main(argv=None):
             print(whisper_checkpoint_id(argv[1]))
         except FileNotFoundError as e:
             sys.exit(f"error: {e}")
+    elif action == "whisper-languages" and len(argv) == 2:
+        from espnet_lalora.whisper_sizes import size_of
+
+        try:
+            print(size_of(argv[1]).num_languages)
+        except ValueError as e:
+            sys.exit(f"error: --whisper_model {argv[1]}: {e}")
     else:
         sys.exit(__doc__)
 
