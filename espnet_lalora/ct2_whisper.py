@@ -267,20 +267,6 @@ def v3_template(v2_template, output) -> Path:
     return output
 
 
-def ct2_template(n_vocab: int, log=print) -> Path:
-    """An installed CTranslate2 Whisper folder with the tokenizer of a ``n_vocab``-token model:
-    the base model's for v1/v2, derived from it for v3 (in the cache)."""
-    from espnet_lalora.whisper_weights import cache_dir, prepare_ct2_model
-
-    base = prepare_ct2_model("base", log=log)
-    if n_vocab == 51865:
-        return base
-    if n_vocab == 51866:
-        return v3_template(base, cache_dir() / "ct2" / "template-v3")
-    raise CT2FormatError(f"a Whisper of {n_vocab} tokens: only multilingual v1/v2 (51,865) and "
-                         f"v3 (51,866) are exported")
-
-
 def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
     """Save an openai-whisper checkpoint as a CTranslate2 Whisper folder for faster-whisper,
     weights in the checkpoint's dtype. Tokenizer, vocabulary and decoding config (suppressed
