@@ -11,31 +11,20 @@ from torch import nn
 
 from espnet_lalora.methods.base import Method, count_parameters
 from espnet_lalora.methods.lora import ALL_LINEARS, DEFAULT_RANK
-
-# openai-whisper's model dimensions (n_mels, n_vocab, audio/text context, width, heads, layers).
-WHISPER_DIMS = {
-    "tiny": (80, 51865, 1500, 448, 384, 6, 4),
-    "base": (80, 51865, 1500, 448, 512, 8, 6),
-    "small": (80, 51865, 1500, 448, 768, 12, 12),
-    "medium": (80, 51865, 1500, 448, 1024, 16, 24),
-    "large": (80, 51865, 1500, 448, 1280, 20, 32),
-    "large-v2": (80, 51865, 1500, 448, 1280, 20, 32),
-    "large-v3": (128, 51866, 1500, 448, 1280, 20, 32),
-}
-
+from espnet_lalora.whisper_sizes import size_of
 
 def whisper_skeleton(name: str) -> nn.Module:
     """ESPnet's Whisper ASR model layout (``encoder.encoders`` / ``decoder.decoders``) on the meta
     device: the right names and shapes, no weights, no memory, built in milliseconds."""
     from whisper.model import AudioEncoder, TextDecoder
 
-    if name not in WHISPER_DIMS:
-        raise ValueError(f"unknown Whisper model {name!r}; known: {', '.join(WHISPER_DIMS)}")
-    n_mels, n_vocab, audio_ctx, text_ctx, width, heads, layers = WHISPER_DIMS[name]
+    size = size_of(name)  # a clear error for unknown and English-only names
     model, model.encoder, model.decoder = nn.Module(), nn.Module(), nn.Module()
     with torch.device("meta"):
-        model.encoder.encoders = AudioEncoder(n_mels, audio_ctx, width, heads, layers)
-        model.decoder.decoders = TextDecoder(n_vocab, text_ctx, width, heads, layers)
+        model.encoder.encoders = AudioEncoder(size.n_mels, size.n_audio_ctx, size.width,
+                                              size.heads, size.encoder_layers)
+        model.decoder.decoders = TextDecoder(size.n_vocab, size.n_text_ctx, size.width,
+                                             size.heads, size.decoder_layers)
     return model
 
 

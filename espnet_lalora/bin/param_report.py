@@ -15,7 +15,8 @@ from pathlib import Path
 from espnet_lalora.config import ConfigError, load_config
 from espnet_lalora.methods import AdapterConfigError, method_of
 from espnet_lalora.methods.lora import DEFAULT_RANK
-from espnet_lalora.params import WHISPER_DIMS, parameter_report, whisper_skeleton
+from espnet_lalora.params import parameter_report, whisper_skeleton
+from espnet_lalora.whisper_sizes import ALIASES, SIZES
 
 
 def report_for_config(path: Path, whisper_model=None, reference_rank=DEFAULT_RANK,
@@ -81,7 +82,7 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--asr_config", type=Path, nargs="+", help="ESPnet training config(s)")
     source.add_argument("--conf_dir", type=Path, help="every train_*.yaml in this folder")
-    parser.add_argument("--whisper_model", choices=sorted(WHISPER_DIMS),
+    parser.add_argument("--whisper_model", choices=list(SIZES) + list(ALIASES),
                         help="Whisper size (default: the config's encoder_conf.whisper_model)")
     parser.add_argument("--reference_rank", type=int, default=DEFAULT_RANK,
                         help="rank of the raw LoRA that shares are given against")
