@@ -92,13 +92,13 @@ def test_the_fallback_retries_what_fails_faster_whispers_checks(prompts, ct2_bas
         assert list(ours) == list(tokens), utt
 
 
-def test_stage10_ct2_backend_writes_espnet_outputs(prompts, tmp_path):
+def stage10_inputs(prompts, tmp_path):
+    """(wav.scp, utt2lang, zero-shot config) of the prompts, as stage 10 reads them."""
     wav_scp, utt2lang = tmp_path / "wav.scp", tmp_path / "utt2lang"
     wav_scp.write_text("".join(f"{u} {p}\n" for u, _, _, p in prompts))
     utt2lang.write_text("".join(f"{u} {lang}\n" for u, _, lang, _ in prompts))
     root = Path(__file__).resolve().parents[1]
-    config = tmp_path / "zero_shot.yaml"
-    tokens = tmp_path / "tokens.txt"
+    tokens, config = tmp_path / "tokens.txt", tmp_path / "zero_shot.yaml"
     subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
                     "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
                    check=True, capture_output=True)
@@ -106,6 +106,11 @@ def test_stage10_ct2_backend_writes_espnet_outputs(prompts, tmp_path):
                     "--asr_config", str(root / "egs2/mini_multi/asr1/conf/train_lora.yaml"),
                     "--token_list", str(tokens), "--whisper_model", "base", "--out", str(config)],
                    check=True, cwd=root / "egs2/mini_multi/asr1")
+    return wav_scp, utt2lang, config
+
+
+def test_stage10_ct2_backend_writes_espnet_outputs(prompts, tmp_path):
+    wav_scp, utt2lang, config = stage10_inputs(prompts, tmp_path)
     base = [sys.executable, "-m", "espnet_lalora.bin.whisper_inference",
             "--asr_train_config", str(config), "--utt2lang", str(utt2lang),
             "--data_path_and_name_and_type", f"{wav_scp},speech,sound", "--batch_size", "3"]
@@ -151,19 +156,8 @@ def test_stage10_result_does_not_depend_on_the_batch(prompts, tmp_path):
     padded to whole seconds, batched only with utterances of that length: batch size 1 and 4
     give the same tokens. Without the tail (0: each batch padded to its longest, the old way)
     they do not, on these prompts."""
-    prompts = [p for p in prompts if len(p[1]) < 30 * 16000]
-    wav_scp, utt2lang = tmp_path / "wav.scp", tmp_path / "utt2lang"
-    wav_scp.write_text("".join(f"{u} {p}\n" for u, _, _, p in prompts))
-    utt2lang.write_text("".join(f"{u} {lang}\n" for u, _, lang, _ in prompts))
-    root = Path(__file__).resolve().parents[1]
-    tokens, config = tmp_path / "tokens.txt", tmp_path / "zero_shot.yaml"
-    subprocess.run([sys.executable, "-m", "espnet2.bin.whisper_export_vocabulary",
-                    "--whisper_model", "whisper_multilingual", "--output", str(tokens)],
-                   check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "espnet_lalora.bin.make_zeroshot_config",
-                    "--asr_config", str(root / "egs2/mini_multi/asr1/conf/train_lora.yaml"),
-                    "--token_list", str(tokens), "--whisper_model", "base", "--out", str(config)],
-                   check=True, cwd=root / "egs2/mini_multi/asr1")
+    short = [p for p in prompts if len(p[1]) < 30 * 16000]
+    wav_scp, utt2lang, config = stage10_inputs(short, tmp_path)
 
     def decode(batch_size, tail):
         out = tmp_path / f"b{batch_size}_t{tail}"
