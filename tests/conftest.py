@@ -12,7 +12,8 @@ import soundfile
 # the others fill the second worker. Measured per file (s, 2026-12-02, before the ESPnet beam
 # reference was shortened by ~400 s): test_recipe 1201, test_decoding 874, test_corpora 379,
 # test_lang_experts 101, the rest under 50 each.
-LONG_FILES = ["test_recipe.py", "test_decoding.py", "test_corpora.py", "test_lang_experts.py"]
+LONG_FILES = ["test_recipe.py", "test_decoding.py", "test_corpora.py", "test_whisper_sizes.py",
+              "test_lang_experts.py"]
 
 
 def pytest_collection_modifyitems(items):
