@@ -297,16 +297,14 @@ def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
                              f"has {dims['n_vocab']}: use a template of the same Whisper family")
     spec.register_vocabulary(vocabulary)
     spec.register_file(str(template_dir / "tokenizer.json"))
-    if dims["n_mels"] != 80:  # faster-whisper computes 80 mel bins unless told otherwise
-        preprocessor = output_dir.with_name(output_dir.name + ".preprocessor_config.json")
-        preprocessor.write_text(json.dumps({"feature_size": dims["n_mels"]}))
-        spec.register_file(str(preprocessor), "preprocessor_config.json")
     spec.validate()
     spec.optimize()
     tmp = output_dir.with_name(output_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     spec.save(str(tmp))
+    if dims["n_mels"] != 80:  # faster-whisper computes 80 mel bins unless told otherwise
+        (tmp / "preprocessor_config.json").write_text(json.dumps({"feature_size": dims["n_mels"]}))
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return output_dir

@@ -99,14 +99,20 @@ def num_languages(n_vocab: int) -> int:
     return n_vocab - 51766
 
 
-def languages_in_use() -> int:
+def _env_languages():
+    """``$ESPNET_LALORA_WHISPER_LANGUAGES`` as a number, None when unset."""
     env = os.environ.get(ENV_LANGUAGES)
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise ValueError(f"${ENV_LANGUAGES}={env!r}: give 99 (Whisper v1/v2) or 100 (v3)")
-    return _loaded.get("num_languages", 99)
+    if not env:
+        return None
+    try:
+        return int(env)
+    except ValueError:
+        raise ValueError(f"${ENV_LANGUAGES}={env!r}: give 99 (Whisper v1/v2) or 100 (v3)")
+
+
+def languages_in_use() -> int:
+    env = _env_languages()
+    return _loaded.get("num_languages", 99) if env is None else env
 
 
 _loaded = {}
@@ -116,8 +122,8 @@ def model_loaded(model, name: str):
     """Remember the language count of a model just loaded; refuse one that contradicts
     ``$ESPNET_LALORA_WHISPER_LANGUAGES``."""
     count = num_languages(model.dims.n_vocab)
-    env = os.environ.get(ENV_LANGUAGES)
-    if env and int(env) != count:
+    env = _env_languages()
+    if env is not None and env != count:
         raise ValueError(f"Whisper model {name!r} has {count} languages ({model.dims.n_vocab} "
                          f"tokens), but ${ENV_LANGUAGES}={env}: the token list and tokenizer were "
                          f"made for another Whisper family; unset the variable or redo stage 5")
