@@ -129,7 +129,9 @@ def test_stage10_ct2_backend_writes_espnet_outputs(prompts, tmp_path):
                            "an option of --backend ct2"),
                           (["--backend", "ct2", "--temperatures", "hot"], "--temperatures 'hot'"),
                           (["--backend", "ct2", "--detect_language", "true"],
-                           "need --backend pytorch")]:
+                           "need --backend pytorch"),
+                          (["--backend", "ct2", "--silence_tail", "-1"],
+                           "--silence_tail -1.0: seconds, 0 or more")]:
         run = subprocess.run(base + args + ["--output_dir", str(tmp_path / "bad")],
                              capture_output=True, text=True)
         assert run.returncode != 0 and message in run.stderr, (args, run.stderr[-500:])
