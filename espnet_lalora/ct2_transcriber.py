@@ -34,6 +34,10 @@ class CT2Options:
     logprob_threshold: float = -1.0
     max_tokens: Optional[int] = None  # a cap on new tokens (None: the 448-token context)
     pad_to_30s: bool = True  # False: the utterance's own length, as a model trained unpadded
+    # the PyTorch decoder's repetition guard, applied to the result (CTranslate2 has none): a
+    # loop is cut where that decoder would have ended it (decoding.cut_repetition; 0: off)
+    repetition_guard: int = 4
+    repetition_span: int = 20
 
 
 def compression_ratio(text: str) -> float:
@@ -124,7 +128,20 @@ class CT2Transcriber:
         return pad_or_trim(self.whisper.feature_extractor(audio)[..., :-1])
 
     def __call__(self, audios: Sequence[np.ndarray], langs: Sequence[str]) -> List[tuple]:
-        """(text, token ids, summed log-probability) per utterance."""
+        """(text, token ids, summed log-probability) per utterance; a looping result cut by the
+        repetition guard (its score stays the search's, of the whole hypothesis)."""
+        from espnet_lalora.decoding import cut_repetition
+
+        o = self.options
+        out = []
+        for lang, (text, tokens, score) in zip(langs, self._search(audios, langs)):
+            cut = cut_repetition(tokens, o.repetition_guard, o.repetition_span)
+            if len(cut) < len(tokens):
+                text = self.tokenizer(lang).decode(cut).strip()
+            out.append((text, cut, score))
+        return out
+
+    def _search(self, audios, langs) -> List[tuple]:
         import ctranslate2
 
         out = [None] * len(audios)

@@ -92,6 +92,27 @@ def test_the_fallback_retries_what_fails_faster_whispers_checks(prompts, ct2_bas
         assert list(ours) == list(tokens), utt
 
 
+def test_a_loop_is_cut_where_the_pytorch_decoders_guard_ends_it(prompts, ct2_base, monkeypatch):
+    """CTranslate2 has no repetition guard: a looping result (zero-shot Whisper base loops on 1
+    or 2 of 40 synthetic Korean sentences, to the 224-token cap) is cut by the PyTorch
+    decoder's rule, its text decoded again from what is left; other results are untouched."""
+    from espnet_lalora.ct2_transcriber import CT2Options, CT2Transcriber
+
+    ct2 = CT2Transcriber(ct2_base, CT2Options())
+    tokenizer = ct2.tokenizer("ko")
+    sentence = tokenizer.encode(" 감사합니다.")
+    loop = tokenizer.encode(" 안녕하세요") + sentence * 40
+    speech = tokenizer.encode(" 네 네 네 네 네 네")
+    monkeypatch.setattr(ct2, "_search", lambda audios, langs: [
+        ("looping text", loop, -80.0), ("speech", speech, -3.0)])
+    (text, tokens, score), kept = ct2([None, None], ["ko", "ko"])
+    assert len(tokens) < len(loop) and tokens == loop[:len(tokens)], tokens
+    assert text.startswith("안녕하세요") and text.count("감사합니다") <= 20 // len(sentence) + 1, text
+    assert score == -80.0 and kept == ("speech", speech, -3.0)
+    ct2.options.repetition_guard = 0
+    assert ct2([None], ["ko"])[0][1] == loop
+
+
 def stage10_inputs(prompts, tmp_path):
     """(wav.scp, utt2lang, zero-shot config) of the prompts, as stage 10 reads them."""
     wav_scp, utt2lang = tmp_path / "wav.scp", tmp_path / "utt2lang"

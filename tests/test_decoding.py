@@ -293,17 +293,15 @@ def test_repetition_guard_spares_real_repeats_and_ends_real_loops():
     the search does: repeats that are speech run to their end; loops are ended."""
     from whisper.tokenizer import get_tokenizer
 
-    from espnet_lalora.decoding import DecodeOptions, _repeats
+    from espnet_lalora.decoding import DecodeOptions, cut_repetition
 
     options = DecodeOptions()
     tokenizer = get_tokenizer(multilingual=True)
 
-    def first_cut(text):
+    def first_cut(text):  # the CTranslate2 backend cuts its results by the same rule
         tokens = tokenizer.encode(text)
-        for end in range(1, len(tokens) + 1):
-            if _repeats(tokens[:end], options.repetition_guard, options.repetition_span):
-                return end, len(tokens)
-        return None, len(tokens)
+        cut = cut_repetition(tokens, options.repetition_guard, options.repetition_span)
+        return (len(cut) if len(cut) < len(tokens) else None), len(tokens)
 
     for speech in ("ㅋㅋㅋㅋㅋㅋㅋㅋㅋㅋ 진짜 웃기다", " no no no no no no, I said no", "はいはいはいはい、わかりました",
                    " 0 0 0 0 0 0 0 0 1", " ha ha ha ha ha ha ha ha ha ha", " 네 네 네 네 네 네",

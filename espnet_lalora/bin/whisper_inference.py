@@ -48,7 +48,8 @@ def get_parser():
     p.add_argument("--whisper_filters", type=lambda s: s.lower() == "true", default=False,
                    help="apply openai-whisper's SuppressBlank/SuppressTokens filters")
     p.add_argument("--repetition_guard", type=int, default=4,
-                   help="end a hypothesis repeating an n-gram this many times in a row (0: off)")
+                   help="end a hypothesis repeating an n-gram this many times in a row (0: off; ct2: "
+                        "its result cut there)")
     p.add_argument("--repetition_span", type=int, default=20,
                    help="... where the repeats cover at least this many tokens (a bigram needs "
                         "10 repeats, one token 20: short repeats are speech; 0: any n-gram)")
@@ -329,6 +330,7 @@ def ct2_decoder(args, folder, langs, temperatures, device):
         beam_size=args.beam_size, patience=args.patience, temperatures=temperatures,
         compute_type=args.dtype, compression_ratio_threshold=args.compression_ratio_threshold,
         logprob_threshold=args.logprob_threshold, max_tokens=args.max_tokens,
+        repetition_guard=args.repetition_guard, repetition_span=args.repetition_span,
         pad_to_30s=trained_padded(args.asr_train_config) if args.do_pad_trim is None
         else args.do_pad_trim), device)
 
