@@ -177,6 +177,17 @@ def _repeats(seq: Sequence[int], times: int, span: int = 0, max_n: int = 16) -> 
     return False
 
 
+def cut_repetition(seq: Sequence[int], times: int, span: int = 0) -> List[int]:
+    """``seq`` ended where the repetition guard would have ended it while decoding: at its
+    shortest prefix that repeats (``_repeats``); unchanged when none does or ``times`` is 0. A
+    decoder without the guard (CTranslate2) gets the same rule after the search."""
+    if times:
+        for end in range(1, len(seq) + 1):
+            if _repeats(seq[:end], times, span):
+                return list(seq[:end])
+    return list(seq)
+
+
 def _whisper_select(scores, logp, n_utts: int, beam: int, eot: int):
     """One step of openai-whisper's beam search for all utterances at once. Each row (a
     hypothesis, ``scores`` its summed log-probability) proposes its ``beam + 1`` most probable
@@ -207,6 +218,163 @@ def _length_penalty(length: int, alpha: Optional[float]) -> float:
     return max(length, 1) if alpha is None else ((5 + length) / 6) ** alpha
 
 
+class _EspnetSearch:
+    """ESPnet's beam search: the ``beam`` best (hypothesis, token) pairs of an utterance go on; a
+    hypothesis ending in end-of-text, at the length limit or in a loop (the guard) is set aside;
+    an utterance stops when nothing running can beat its best set-aside score (scores only fall),
+    and that best sum of log-probabilities wins."""
+
+    def __init__(self, batch: int, eot: int, prompt_len: int, max_new: List[int],
+                 options: DecodeOptions):
+        self.beam, self.eot, self.prompt_len = options.beam_size, eot, prompt_len
+        self.max_new, self.options = max_new, options
+        self.ended: List[List[tuple]] = [[] for _ in range(batch)]  # (score, yseq) set aside
+
+    def start(self, logp, prompts):
+        """The first token: (parent rows, scores, sequences), ``beam`` rows per utterance."""
+        top_scores, top_tokens = logp.topk(self.beam, dim=-1)  # (B, beam)
+        parents = torch.arange(len(prompts), device=logp.device).repeat_interleave(self.beam)
+        seqs = [list(prompts[b]) + [int(t)] for b in range(len(prompts)) for t in top_tokens[b]]
+        return parents, top_scores.reshape(-1), seqs  # a score of -inf marks a free row
+
+    def extend(self, active, scores, seqs, logp):
+        vocab = logp.shape[-1]
+        total = (scores[:, None] + logp).view(len(active), self.beam * vocab)
+        top_scores, top_ids = total.topk(self.beam, dim=-1)
+        offsets = torch.arange(len(active), device=logp.device)[:, None] * self.beam
+        parents = (top_ids // vocab + offsets).reshape(-1)
+        seqs = [seqs[int(p)] + [int(t)] for p, t in zip(parents, (top_ids % vocab).reshape(-1))]
+        return parents, top_scores.reshape(-1), seqs
+
+    def finish(self, active, scores, seqs, step: int):
+        """Set aside what ended (end-of-text, the length limit, a loop); its row is freed."""
+        o = self.options
+        for pos, b in enumerate(active):
+            for row in range(pos * self.beam, (pos + 1) * self.beam):
+                score, seq = float(scores[row]), seqs[row]
+                if score == float("-inf"):
+                    continue
+                if seq[-1] != self.eot:
+                    # ESPnet appends end-of-text at the last position, unscored
+                    if not (step >= self.max_new[b] or o.repetition_guard and _repeats(
+                            seq[self.prompt_len:], o.repetition_guard, o.repetition_span)):
+                        continue
+                    seq = seq + [self.eot]
+                self.ended[b].append((score, seq))
+                scores[row] = float("-inf")
+
+    def goes_on(self, pos: int, b: int, scores) -> bool:
+        best_running = float(scores[pos * self.beam:(pos + 1) * self.beam].max())
+        best_ended = max((s for s, _ in self.ended[b]), default=float("-inf"))
+        return best_running != float("-inf") and (best_running > best_ended
+                                                  or not self.options.early_exit)
+
+    def best(self, b: int) -> tuple:
+        return max(self.ended[b], key=lambda e: e[0])
+
+
+class _WhisperSearch(_EspnetSearch):
+    """openai-whisper's beam search (``BeamSearchDecoder``) and ranking
+    (``MaximumLikelihoodRanker``); see the module's docstring."""
+
+    def __init__(self, batch, eot, prompt_len, max_new, options):
+        super().__init__(batch, eot, prompt_len, max_new, options)
+        self.max_candidates = round(options.beam_size * options.patience)  # Python's rounding
+        if self.max_candidates < 1:
+            raise ValueError(f"beam_size {options.beam_size} x patience {options.patience} "
+                             "rounds to no candidate")
+        self.done = [False] * batch  # the utterance's search has stopped
+        self.looped: List[List[tuple]] = [[] for _ in range(batch)]  # ended by the guard
+
+    def start(self, logp, prompts):
+        return self.extend(list(range(len(prompts))), torch.zeros(len(prompts),
+                           device=logp.device), [list(p) for p in prompts], logp)
+
+    def extend(self, active, scores, seqs, logp):
+        """One step; its finished candidates are kept up to max_candidates."""
+        parents, tokens, new_scores, finished = _whisper_select(
+            scores, logp, len(active), self.beam, self.eot)
+        for pos, b in enumerate(active):
+            for score, row in finished[pos]:
+                if len(self.ended[b]) < self.max_candidates:
+                    self.ended[b].append((score, seqs[row] + [self.eot]))
+        return parents, new_scores, [seqs[int(p)] + [int(t)] for p, t in zip(parents, tokens)]
+
+    def finish(self, active, scores, seqs, step: int):
+        """The stop: max_candidates finished, or the length limit; then, with fewer than
+        ``beam`` finished, openai-whisper's finalize: the running ones, best first, fill up to
+        beam. A looping hypothesis (the guard) leaves the beam but is not finished: in
+        openai-whisper it would run on to the limit, a candidate only in that fill-up."""
+        o = self.options
+        for pos, b in enumerate(active):
+            rows = range(pos * self.beam, (pos + 1) * self.beam)
+            for row in rows:
+                if (o.repetition_guard and scores[row] != float("-inf") and _repeats(
+                        seqs[row][self.prompt_len:], o.repetition_guard, o.repetition_span)):
+                    self.looped[b].append((float(scores[row]), seqs[row] + [self.eot]))
+                    scores[row] = float("-inf")
+            running = [(float(scores[r]), seqs[r] + [self.eot]) for r in rows
+                       if scores[r] != float("-inf")]
+            full = len(self.ended[b]) >= self.max_candidates and o.early_exit
+            if full or step >= self.max_new[b] or not running:
+                for candidate in sorted(running + self.looped[b], key=lambda e: -e[0]):
+                    if len(self.ended[b]) >= self.beam:
+                        break
+                    self.ended[b].append(candidate)
+                self.done[b] = True
+
+    def goes_on(self, pos, b, scores) -> bool:
+        return not self.done[b]
+
+    def best(self, b: int) -> tuple:
+        """The first best of sum / length penalty (end-of-text not counted in the length)."""
+        return max(self.ended[b], key=lambda e: e[0] / _length_penalty(
+            sum(t != self.eot for t in e[1][self.prompt_len:]), self.options.length_penalty))
+
+
+SEARCHES = {"espnet": _EspnetSearch, "whisper": _WhisperSearch}
+
+
+@dataclass
+class _Rows:
+    """The running hypotheses: ``beam`` rows per utterance still in the batch (``active``, batch
+    indices in batch order), with their scores, token sequences and the decoder's state."""
+    active: List[int]
+    scores: torch.Tensor
+    seqs: List[List[int]]
+    cache: list
+    cross: list
+    audio_mask: Optional[torch.Tensor]
+
+    def keep(self, positions: List[int], beam: int):
+        """Only the utterances at these positions of ``active`` stay."""
+        device = self.scores.device
+        rows = torch.tensor([p * beam + j for p in positions for j in range(beam)],
+                            dtype=torch.long, device=device)
+        idx = torch.tensor(positions, dtype=torch.long, device=device)
+        self.scores, self.seqs = self.scores[rows], [self.seqs[int(r)] for r in rows]
+        self.cache = [(k[rows], v[rows]) for k, v in self.cache]
+        self.cross = [(kt[idx], cv[idx]) for kt, cv in self.cross]
+        if self.audio_mask is not None:
+            self.audio_mask = self.audio_mask[idx]
+        self.active = [self.active[p] for p in positions]
+
+
+def _log_probs(options: DecodeOptions, suppress, blank, vocab: int, device):
+    """log_probs(logits, first step?): log-softmax, after openai-whisper's filters if asked."""
+    mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+    if options.whisper_filters and suppress:
+        mask[suppress] = True
+
+    def log_probs(logits, first):
+        if options.whisper_filters:
+            logits = logits.masked_fill(mask, float("-inf"))
+            if first and blank:
+                logits[:, blank] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+    return log_probs
+
+
 @torch.no_grad()
 def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_lengths: torch.Tensor,
                 prompts: List[List[int]], eot: int, options: DecodeOptions,
@@ -217,172 +385,49 @@ def beam_search(decoder: CachedWhisperDecoder, audio: torch.Tensor, audio_length
 
     ``rows_hook(utterances, group)`` is called before each decoder call with the batch indices
     of the utterances in it, each ``group`` rows (language experts route each row by it)."""
-    if rows_hook is None:
-        rows_hook = lambda utterances, group: None  # noqa: E731
-    if options.ranking not in ("espnet", "whisper"):
+    if options.ranking not in SEARCHES:
         raise ValueError(f"ranking must be 'espnet' or 'whisper', not {options.ranking!r}")
-    whisper_rank = options.ranking == "whisper"
-    device = audio.device
-    batch, beam = audio.shape[0], options.beam_size
-    max_candidates = round(beam * options.patience)  # openai-whisper's, Python's rounding
-    if whisper_rank and max_candidates < 1:
-        raise ValueError(f"beam_size {beam} x patience {options.patience} rounds to no candidate")
-    prompt_len = len(prompts[0])
+    hook = rows_hook or (lambda utterances, group: None)
+    batch, beam, prompt_len = audio.shape[0], options.beam_size, len(prompts[0])
     if any(len(p) != prompt_len for p in prompts):
         raise ValueError("all prompts of a batch must have the same length")
     context = decoder.d.positional_embedding.shape[0] - prompt_len
     cap = context if options.max_tokens is None else min(options.max_tokens, context)
     max_new = [min(max(1, int(options.maxlenratio * int(t))), cap) for t in audio_lengths]
+    search = SEARCHES[options.ranking](batch, eot, prompt_len, max_new, options)
     audio_mask = None
     if int(audio_lengths.min()) != audio.shape[1]:
-        audio_mask = torch.arange(audio.shape[1], device=device)[None] < audio_lengths[:, None]
-    rows_hook(list(range(batch)), 1)
+        audio_mask = (torch.arange(audio.shape[1], device=audio.device)[None]
+                      < audio_lengths[:, None])
+    hook(list(range(batch)), 1)
     cross = decoder.cross_kv(audio)
-
-    suppress_mask = torch.zeros(decoder.d.token_embedding.num_embeddings, dtype=torch.bool,
-                                device=device)
-    if options.whisper_filters and suppress:
-        suppress_mask[suppress] = True
-
-    def log_probs(logits, first):
-        if options.whisper_filters:
-            logits = logits.masked_fill(suppress_mask, float("-inf"))
-            if first and blank:
-                logits[:, blank] = float("-inf")
-        return torch.log_softmax(logits, dim=-1)
-
-    ended: List[List[tuple]] = [[] for _ in range(batch)]  # (score, yseq) set aside
-    done = [False] * batch  # whisper ranking: the utterance's search has stopped
-    looped: List[List[tuple]] = [[] for _ in range(batch)]  # whisper ranking: guard-ended
-    active = list(range(batch))  # utterance ids still in the batch, in batch order
-
-    def whisper_update(prev_scores, prev_seqs, logp):
-        """openai-whisper's step; its finished candidates are kept up to max_candidates."""
-        parents, new_tokens, new_scores, finished = _whisper_select(
-            prev_scores, logp, len(active), beam, eot)
-        for pos, b in enumerate(active):
-            for score, row in finished[pos]:
-                if len(ended[b]) < max_candidates:
-                    ended[b].append((score, prev_seqs[row] + [eot]))
-        return parents, new_scores, [prev_seqs[int(p)] + [int(t)]
-                                     for p, t in zip(parents, new_tokens)]
-
-    # Step 0: the prompt, one hypothesis per utterance.
-    tokens = torch.tensor(prompts, device=device)
-    logits, cache = decoder.step(tokens, 0, None, cross, 1, audio_mask)
-    logp = log_probs(logits, True)  # (B, V)
-    vocab = logp.shape[-1]
-    if whisper_rank:
-        parents, scores, seqs = whisper_update(torch.zeros(batch, device=device),
-                                               [list(p) for p in prompts], logp)
-        cache = [(k[parents], v[parents]) for k, v in cache]
-    else:
-        top_scores, top_tokens = logp.topk(beam, dim=-1)  # (B, beam)
-        scores = top_scores.reshape(-1)  # (B*beam,), -inf marks a free slot
-        seqs = [[list(prompts[b]) + [int(t)] for t in top_tokens[b]] for b in range(batch)]
-        seqs = [s for per_utt in seqs for s in per_utt]
-        cache = [(k.repeat_interleave(beam, 0), v.repeat_interleave(beam, 0)) for k, v in cache]
+    logits, cache = decoder.step(torch.tensor(prompts, device=audio.device), 0, None, cross, 1,
+                                 audio_mask)
+    log_probs = _log_probs(options, suppress, blank, logits.shape[-1], audio.device)
+    parents, scores, seqs = search.start(log_probs(logits, True), prompts)
+    rows = _Rows(list(range(batch)), scores, seqs, [(k[parents], v[parents]) for k, v in cache],
+                 cross, audio_mask)
     step = 1
-
-    def set_aside(row, b, score, seq):
-        ended[b].append((score, seq))
-        scores[row] = float("-inf")
-
-    def finish_rows(step_no):
-        """Move hypotheses that ended (eot, length limit, repetition) aside."""
-        for pos, b in enumerate(active):
-            for j in range(beam):
-                row = pos * beam + j
-                score = float(scores[row])
-                if score == float("-inf"):
-                    continue
-                seq = seqs[row]
-                if seq[-1] == eot:
-                    set_aside(row, b, score, seq)
-                elif step_no >= max_new[b]:  # ESPnet appends eos at the last position
-                    set_aside(row, b, score, seq + [eot])
-                elif options.repetition_guard and _repeats(
-                        seq[prompt_len:], options.repetition_guard, options.repetition_span):
-                    set_aside(row, b, score, seq + [eot])
-
-    def finish_whisper(step_no):
-        """openai-whisper's stop: max_candidates finished, or the length limit; then, with fewer
-        than ``beam`` finished, its finalize: the running ones, best first, fill up to beam. A
-        repeating hypothesis (guard) leaves the beam but is not finished: in openai-whisper it
-        would run on to the limit, a candidate only in that fill-up; so it is here too."""
-        for pos, b in enumerate(active):
-            rows = range(pos * beam, (pos + 1) * beam)
-            for row in rows:
-                if (options.repetition_guard and scores[row] != float("-inf")
-                        and _repeats(seqs[row][prompt_len:], options.repetition_guard,
-                                     options.repetition_span)):
-                    looped[b].append((float(scores[row]), seqs[row] + [eot]))
-                    scores[row] = float("-inf")
-            running = [(float(scores[r]), seqs[r] + [eot]) for r in rows
-                       if scores[r] != float("-inf")]
-            full = len(ended[b]) >= max_candidates and options.early_exit
-            if full or step_no >= max_new[b] or not running:
-                for candidate in sorted(running + looped[b], key=lambda e: -e[0]):
-                    if len(ended[b]) >= beam:
-                        break
-                    ended[b].append(candidate)
-                done[b] = True
-
-    finish = finish_whisper if whisper_rank else finish_rows
-    finish(step)
-    while active:
-        # ESPnet ranking: an utterance is done when nothing running can beat its best finished
-        # hypothesis (scores only fall). Whisper ranking: when finish_whisper says so.
-        keep = []
-        for pos, b in enumerate(active):
-            if whisper_rank:
-                if not done[b]:
-                    keep.append(pos)
-                continue
-            running = scores[pos * beam:(pos + 1) * beam]
-            best_running = float(running.max())
-            best_ended = max((s for s, _ in ended[b]), default=float("-inf"))
-            if best_running != float("-inf") and (best_running > best_ended
-                                                  or not options.early_exit):
-                keep.append(pos)
-        if len(keep) != len(active):
-            rows = torch.tensor([p * beam + j for p in keep for j in range(beam)],
-                                dtype=torch.long, device=device)
-            idx = torch.tensor(keep, dtype=torch.long, device=device)
-            scores = scores[rows]
-            seqs = [seqs[int(r)] for r in rows]
-            cache = [(k[rows], v[rows]) for k, v in cache]
-            cross = [(kt[idx], cv[idx]) for kt, cv in cross]
-            if audio_mask is not None:
-                audio_mask = audio_mask[idx]
-            active = [active[p] for p in keep]
-            if not active:
-                break
-        last = torch.tensor([[s[-1] if scores[i] != float("-inf") else eot]
-                             for i, s in enumerate(seqs)], device=device)
-        rows_hook(active, beam)
-        logits, cache = decoder.step(last, prompt_len + step - 1, cache, cross, beam, audio_mask)
-        logp = log_probs(logits, False)
-        if whisper_rank:
-            parents, scores, seqs = whisper_update(scores, seqs, logp)
-        else:
-            total = (scores[:, None] + logp).view(len(active), beam * vocab)
-            top_scores, top_ids = total.topk(beam, dim=-1)  # ESPnet: best (hyp, token) pairs
-            parents = (top_ids // vocab) + torch.arange(len(active), device=device)[:, None] * beam
-            parents, new_tokens = parents.reshape(-1), (top_ids % vocab).reshape(-1)
-            scores = top_scores.reshape(-1)
-            seqs = [seqs[int(p)] + [int(t)] for p, t in zip(parents, new_tokens)]
-        cache = [(k[parents], v[parents]) for k, v in cache]
+    search.finish(rows.active, rows.scores, rows.seqs, step)
+    while True:
+        going = [pos for pos, b in enumerate(rows.active) if search.goes_on(pos, b, rows.scores)]
+        if len(going) != len(rows.active):
+            rows.keep(going, beam)
+        if not rows.active:
+            break
+        last = torch.tensor([[s[-1] if rows.scores[i] != float("-inf") else eot]
+                             for i, s in enumerate(rows.seqs)], device=audio.device)
+        hook(rows.active, beam)
+        logits, cache = decoder.step(last, prompt_len + step - 1, rows.cache, rows.cross, beam,
+                                     rows.audio_mask)
+        parents, rows.scores, rows.seqs = search.extend(rows.active, rows.scores, rows.seqs,
+                                                        log_probs(logits, False))
+        rows.cache = [(k[parents], v[parents]) for k, v in cache]
         step += 1
-        finish(step)
-
+        search.finish(rows.active, rows.scores, rows.seqs, step)
     results = []
     for b in range(batch):
-        if whisper_rank:  # openai-whisper's ranker: the first best of sum / length penalty
-            score, seq = max(ended[b], key=lambda e: e[0] / _length_penalty(
-                sum(t != eot for t in e[1][prompt_len:]), options.length_penalty))
-        else:
-            score, seq = max(ended[b], key=lambda e: e[0])
+        score, seq = search.best(b)
         results.append(Result(tokens=[t for t in seq[prompt_len:] if t != eot], score=score,
                               yseq=seq))
     return results
