@@ -16,8 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-import sweep  # noqa: E402
 import sweep_report  # noqa: E402
+import sweep_run  # noqa: E402
+from sweep_profiles import ASTERISK, MINI_MULTI  # noqa: E402
+from sweep_records import Records  # noqa: E402
 from espnet_lalora.significance import compare  # noqa: E402
 
 SETS = ["test", "test_free", "test_room", "test_engine"]
@@ -93,7 +95,8 @@ def write_records(folder: Path):
 
 def run_report(tmp_path):
     report, readme = tmp_path / "results.md", tmp_path / "README.md"
-    readme.write_text(f"intro\n{sweep_report.README_START}\nold\n{sweep_report.README_END}\nrest\n")
+    start, end = sweep_report.readme_markers(MINI_MULTI)
+    readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
     result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--report_only",
                              "--records", str(tmp_path / "runs"), "--report", str(report),
                              "--readme", str(readme)], capture_output=True, text=True, timeout=300)
@@ -160,10 +163,10 @@ def test_claim_numbers_are_the_records_own(tmp_path):
     def pooled(method):
         records = [json.loads((tmp_path / f"runs/full/{method}_seed{s}.json").read_text())
                    for s in (1, 2, 3)]
-        errors = np.array([sum((r["errors"][t] for t in sweep.OOD), []) for r in records])
+        errors = np.array([sum((r["errors"][t] for t in MINI_MULTI.ood), []) for r in records])
         return errors
-    lengths = np.array(sum((order[t]["lengths"] for t in sweep.OOD), []))
-    sentences = sum((order[t]["sentences"] for t in sweep.OOD), [])
+    lengths = np.array(sum((order[t]["lengths"] for t in MINI_MULTI.ood), []))
+    sentences = sum((order[t]["sentences"] for t in MINI_MULTI.ood), [])
     expected = compare(pooled("la_lora"), pooled("lora"), lengths, sentences)
     assert diff == pytest.approx(expected["diff"], abs=0.006)
     assert p == pytest.approx(expected["p"], abs=0.0006)
@@ -188,12 +191,12 @@ def test_learning_rate_is_chosen_on_dev_alone(tmp_path):
     assert legacy.split(" | ")[8] == "-" and legacy.split(" | ")[10] == "-"  # no real set
 
 
-def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "RECORDS", tmp_path / "runs")
+def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path):
+    rec = Records(tmp_path / "runs", MINI_MULTI)
     write_records(tmp_path / "runs")
     args = Namespace(sizes=["full"], seeds=[1, 2, 3], methods=["bitfit", "lora"],
                      tune_lr=["bitfit", "lora"])
-    plan = sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+    plan = sweep_run.planned_runs(rec, args, ROOT / "egs2/mini_multi/asr1")
     grid = [p for p in plan if p[2] == "lora" and p[1] == 1 and p[3] is not None]
     assert sorted(p[3] for p in grid) == [3e-4, 1e-3, 3e-3]  # lora's grid, then its seeds wait
     assert [p for p in plan if p[2] == "lora" and p[3] is None] == [
@@ -201,10 +204,11 @@ def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path, monkeypa
     # bitfit's grid is recorded: its seeds run at the rate dev chose, and they are recorded
     assert {p for p in plan if p[2] == "bitfit" and p[1] > 1} == {
         ("full", 2, "bitfit", 0.01), ("full", 3, "bitfit", 0.01)}
-    assert all(sweep.record_path(*p[:1], p[2], p[1], p[3]).is_file()
+    assert all(rec.record_path(*p[:1], p[2], p[1], p[3]).is_file()
                for p in plan if p[2] == "bitfit")
     args.tune_lr = []  # untuned: the config's rate (finetune.yaml: 1e-3)
-    assert ("full", 2, "lora", 0.001) in sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+    assert ("full", 2, "lora", 0.001) in sweep_run.planned_runs(rec, args,
+                                                                ROOT / "egs2/mini_multi/asr1")
 
 
 def test_committed_report_and_readme_match_the_records(tmp_path):
