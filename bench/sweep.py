@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sweep_profiles import METHODS, ROOT, profile_of  # noqa: E402
 from sweep_records import LR_GRID, Records  # noqa: E402
-from sweep_report import write_report  # noqa: E402
+from sweep_report import readme_block, readme_markers, write_report  # noqa: E402
 from sweep_run import log, redecode, run_sweep  # noqa: E402
 
 
@@ -115,6 +115,8 @@ def checked(args):
     args.report = args.report or ROOT / profile.report
     readme = args.readme or (str(ROOT / "README.md") if profile.readme else "none")
     args.readme = None if readme == "none" else Path(readme)
+    if args.readme:  # checked now, not after hours of runs
+        readme_block(args.readme, readme_markers(profile))
     return Records(args.records or profile.records_root, profile, grid), recipe
 
 

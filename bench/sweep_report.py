@@ -303,13 +303,22 @@ def findings(profile, tables, claims_found, notes) -> str:
             f"claims in `{profile.report}`.")
 
 
+def readme_block(readme: Path, markers):
+    """The findings block's pattern in the README; a README without one stops the sweep."""
+    start, end = markers
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not readme.is_file():
+        raise SystemExit(f"error: --readme {readme}: no such file")
+    if not pattern.search(readme.read_text()):
+        raise SystemExit(f"error: --readme: no '{start}' ... '{end}' block in {readme} to "
+                         f"write the findings into")
+    return pattern
+
+
 def update_readme(readme: Path, paragraph: str, markers):
     start, end = markers
+    pattern = readme_block(readme, markers)
     text = readme.read_text()
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"error: --readme {readme}: no '{start}' ... '{end}' block to write "
-                         f"the findings into")
     readme.write_text(pattern.sub(lambda _: f"{start}\n{paragraph}\n{end}", text))
 
 

@@ -231,7 +231,13 @@ def test_bad_options_are_refused(tmp_path):
                           (["--seeds", "one"], "--seeds 'one': give comma-separated integers"),
                           (["--methods", "nolora"], "no conf/train_nolora.yaml"),
                           (["--tune_lr", "nolora"], "--tune_lr: no conf/train_nolora.yaml"),
-                          (["--lr_grid", "fast"], "--lr_grid 'fast': give comma-separated")):
+                          (["--lr_grid", "fast"], "--lr_grid 'fast': give comma-separated"),
+                          (["--recipe", "nosuch"], "--recipe 'nosuch': no sweep profile"),
+                          (["--recipe", "asterisk", "--sizes", "tiny"],
+                           "--sizes: unknown size 'tiny' for recipe asterisk"),
+                          (["--recipe", "asterisk", "--report_only", "--report",
+                            str(tmp_path / "r.md"), "--readme", str(ROOT / "README.md")],
+                           "--readme: no '<!-- sweep findings (asterisk)")):
         result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), *args,
                                  "--records", str(tmp_path)], capture_output=True, text=True)
         assert result.returncode != 0 and message in result.stderr, result.stderr
@@ -329,4 +335,5 @@ def test_asterisk_profile_plans_and_reports(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--recipe", "asterisk",
                              "--report_only", "--records", str(tmp_path / "asterisk/runs"),
                              "--report", str(report)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
     assert "| mini_multi |" in report.read_text().split("## The papers' claims")[1]
