@@ -16,8 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-import sweep  # noqa: E402
 import sweep_report  # noqa: E402
+import sweep_run  # noqa: E402
+from sweep_profiles import ASTERISK, MINI_MULTI  # noqa: E402
+from sweep_records import Records  # noqa: E402
 from espnet_lalora.significance import compare  # noqa: E402
 
 SETS = ["test", "test_free", "test_room", "test_engine"]
@@ -93,7 +95,8 @@ def write_records(folder: Path):
 
 def run_report(tmp_path):
     report, readme = tmp_path / "results.md", tmp_path / "README.md"
-    readme.write_text(f"intro\n{sweep_report.README_START}\nold\n{sweep_report.README_END}\nrest\n")
+    start, end = sweep_report.readme_markers(MINI_MULTI)
+    readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
     result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--report_only",
                              "--records", str(tmp_path / "runs"), "--report", str(report),
                              "--readme", str(readme)], capture_output=True, text=True, timeout=300)
@@ -160,10 +163,10 @@ def test_claim_numbers_are_the_records_own(tmp_path):
     def pooled(method):
         records = [json.loads((tmp_path / f"runs/full/{method}_seed{s}.json").read_text())
                    for s in (1, 2, 3)]
-        errors = np.array([sum((r["errors"][t] for t in sweep.OOD), []) for r in records])
+        errors = np.array([sum((r["errors"][t] for t in MINI_MULTI.ood), []) for r in records])
         return errors
-    lengths = np.array(sum((order[t]["lengths"] for t in sweep.OOD), []))
-    sentences = sum((order[t]["sentences"] for t in sweep.OOD), [])
+    lengths = np.array(sum((order[t]["lengths"] for t in MINI_MULTI.ood), []))
+    sentences = sum((order[t]["sentences"] for t in MINI_MULTI.ood), [])
     expected = compare(pooled("la_lora"), pooled("lora"), lengths, sentences)
     assert diff == pytest.approx(expected["diff"], abs=0.006)
     assert p == pytest.approx(expected["p"], abs=0.0006)
@@ -188,12 +191,12 @@ def test_learning_rate_is_chosen_on_dev_alone(tmp_path):
     assert legacy.split(" | ")[8] == "-" and legacy.split(" | ")[10] == "-"  # no real set
 
 
-def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "RECORDS", tmp_path / "runs")
+def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path):
+    rec = Records(tmp_path / "runs", MINI_MULTI)
     write_records(tmp_path / "runs")
     args = Namespace(sizes=["full"], seeds=[1, 2, 3], methods=["bitfit", "lora"],
                      tune_lr=["bitfit", "lora"])
-    plan = sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+    plan = sweep_run.planned_runs(rec, args, ROOT / "egs2/mini_multi/asr1")
     grid = [p for p in plan if p[2] == "lora" and p[1] == 1 and p[3] is not None]
     assert sorted(p[3] for p in grid) == [3e-4, 1e-3, 3e-3]  # lora's grid, then its seeds wait
     assert [p for p in plan if p[2] == "lora" and p[3] is None] == [
@@ -201,10 +204,11 @@ def test_the_plan_waits_for_the_grid_and_resumes_from_records(tmp_path, monkeypa
     # bitfit's grid is recorded: its seeds run at the rate dev chose, and they are recorded
     assert {p for p in plan if p[2] == "bitfit" and p[1] > 1} == {
         ("full", 2, "bitfit", 0.01), ("full", 3, "bitfit", 0.01)}
-    assert all(sweep.record_path(*p[:1], p[2], p[1], p[3]).is_file()
+    assert all(rec.record_path(*p[:1], p[2], p[1], p[3]).is_file()
                for p in plan if p[2] == "bitfit")
     args.tune_lr = []  # untuned: the config's rate (finetune.yaml: 1e-3)
-    assert ("full", 2, "lora", 0.001) in sweep.planned_runs(args, ROOT / "egs2/mini_multi/asr1")
+    assert ("full", 2, "lora", 0.001) in sweep_run.planned_runs(rec, args,
+                                                                ROOT / "egs2/mini_multi/asr1")
 
 
 def test_committed_report_and_readme_match_the_records(tmp_path):
@@ -227,7 +231,109 @@ def test_bad_options_are_refused(tmp_path):
                           (["--seeds", "one"], "--seeds 'one': give comma-separated integers"),
                           (["--methods", "nolora"], "no conf/train_nolora.yaml"),
                           (["--tune_lr", "nolora"], "--tune_lr: no conf/train_nolora.yaml"),
-                          (["--lr_grid", "fast"], "--lr_grid 'fast': give comma-separated")):
+                          (["--lr_grid", "fast"], "--lr_grid 'fast': give comma-separated"),
+                          (["--recipe", "nosuch"], "--recipe 'nosuch': no sweep profile"),
+                          (["--recipe", "asterisk", "--sizes", "tiny"],
+                           "--sizes: unknown size 'tiny' for recipe asterisk"),
+                          (["--recipe", "asterisk", "--report_only", "--report",
+                            str(tmp_path / "r.md"), "--readme", str(ROOT / "README.md")],
+                           "--readme: no '<!-- sweep findings (asterisk)")):
         result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), *args,
                                  "--records", str(tmp_path)], capture_output=True, text=True)
         assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def write_asterisk_records(folder: Path):
+    """Records of the asterisk profile (both decodings, rate-named): lora at 5% errors; vo_lora
+    half of LoRA's, run by run; la_lora LoRA's rate on the core voices but four times it on the
+    second voices (test_shift, es/fr/it only, reading test's prompts again); zero-shot at 10% on
+    the core voices."""
+    rng = np.random.default_rng(1)
+    order = {}
+    for t, langs in (("dev", ["en", "es", "fr", "it", "ru"] * 6),
+                     ("test", ["en", "es", "fr", "it", "ru"] * 24),
+                     ("test_shift", ["es", "fr", "it"] * 24)):
+        order[t] = dict(utts=[f"{l}-{t}{i:03d}" for i, l in enumerate(langs)],
+                        lengths=rng.integers(15, 60, size=len(langs)).tolist(), langs=langs,
+                        sentences=[f"{l}:prompt {i % 24} of {'dev' if t == 'dev' else 'test'}"
+                                   for i, l in enumerate(langs)])
+    (folder / "full").mkdir(parents=True)
+    (folder / "full" / "test_sets.json").write_text(json.dumps(order))
+
+    def draw(rates):
+        return {t: rng.binomial(order[t]["lengths"], rates.get(t, rates["test"])).tolist()
+                for t in order}
+
+    for method, rates, trainable in (("lora", {"test": 0.05}, 1_081_344),
+                                     ("vo_lora", None, 294_912),
+                                     ("la_lora", {"test": 0.05, "test_shift": 0.2}, 106_496)):
+        for seed in (1, 2, 3):
+            path = folder / "full" / f"lora_lr0.001_seed{seed}.json"
+            errors = (draw(rates) if rates else {t: [e // 2 for e in errors] for t, errors in
+                                                 json.loads(path.read_text())["errors"].items()})
+            record = dict(method=method, seed=seed, size="full", lr=1e-3, trainable=trainable,
+                          decoding={"beam_size": 5}, train_seconds=80.0, errors=errors,
+                          greedy_errors=errors)
+            (folder / "full" / f"{method}_lr0.001_seed{seed}.json").write_text(json.dumps(record))
+    (folder / "full" / "zero_shot_recipe.json").write_text(json.dumps(dict(
+        method="zero_shot", seed=0, size="full", trainable=0, decoding={"beam_size": 5},
+        errors=draw({"test": 0.1}))))
+
+
+def test_asterisk_profile_plans_and_reports(tmp_path):
+    """The asterisk profile: its sizes' data options and test sets reach run.sh, its plan
+    resumes from its own records, and its report has its own columns (no pooled column for a
+    single out-of-domain set), forgetting against zero-shot on `test`, its claims on the second
+    voices, and its verdicts beside mini_multi's in each recipe's claims table."""
+    write_asterisk_records(tmp_path / "asterisk/runs")
+    rec = Records(tmp_path / "asterisk/runs", ASTERISK)
+    train, decode = sweep_run.run_commands(rec, "low", "la_lora", 2, 3e-3, False,
+                                           ["--nj", "1"], Path("greedy.yaml"))
+    assert train[train.index("--local_data_opts") + 1] == "--train_per_lang 100"
+    assert train[train.index("--test_sets") + 1] == "dev test test_shift"
+    assert train[train.index("--train_args") + 1] == "--optim_conf lr=0.003 --max_epoch 12"
+    assert decode[-3:] == ["greedy.yaml", "--nj", "1"] and "--local_data_opts" not in decode
+    args = Namespace(sizes=["full", "low"], seeds=[1, 2], methods=[], tune_lr=["lora"])
+    plan = sweep_run.planned_runs(rec, args, ROOT / ASTERISK.recipe)
+    todo, waiting = sweep_run.to_run(rec, plan, {})
+    assert ("full", 1, "la_lora", 0.001) not in todo  # recorded
+    assert ("full", 2, "adalora", 0.001) in todo and ("low", 1, "lora", 3e-4) in todo
+    assert ("low", 1, "bitfit", 0.001) not in plan  # low: lora, vo_lora, la_lora
+    assert ("full", 1, "lora", None) in waiting  # the grid has only 1e-3 recorded
+
+    report = tmp_path / "results_asterisk.md"
+    result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--recipe", "asterisk",
+                             "--report_only", "--records", str(tmp_path / "asterisk/runs"),
+                             "--report", str(report)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = report.read_text()
+    assert "## Training size `full`: all training prompts per language, 4 epochs" in text
+    head = next(l for l in text.splitlines() if l.startswith("| method | trainable"))
+    assert "(`test`) | CER second voices, es + fr + it (`test_shift`) | real vs" in head
+    # forgetting: LoRA's CER on the core voices (5%) over zero-shot Whisper's there (10%)
+    lora, zero = (next(l for l in text.splitlines() if l.startswith(f"| {row} |")).split(" | ")
+                  for row in ("lora | 1,081,344", "zero-shot Whisper base | 0"))
+    ratio = float(lora[4].split()[0]) / float(zero[4].split()[0])
+    assert lora[6] == f"{ratio:.2f}x" and 0.3 < ratio < 0.7
+    per_lang = next(l for l in text.splitlines() if l.startswith("| la_lora | ")
+                    and l.count(" / ") == 5)
+    assert per_lang.split(" | ")[1].endswith(" / -")  # en: no second voice
+    claims = claims_of(text)
+    assert claims["LA-LoRA generalizes: no worse out of domain (Han et al.)second voices"][3] \
+        == "does not hold"
+    assert claims["VO-LoRA matches raw LoRA with 27% of its parameters (Han et al.)"
+                  "core voices"][3] == "holds"
+    assert "Previous" not in text and (tmp_path / "results_asterisk.png").is_file()
+
+    # the synthetic report beside it: an asterisk column in its claims table, and back
+    write_records(tmp_path / "runs")
+    synthetic, _ = run_report(tmp_path)
+    row = next(l for l in synthetic.splitlines()
+               if l.startswith("| LA-LoRA generalizes: no worse out of domain"))
+    assert row.split(" | ")[3] == "does not hold"  # mini_multi's own verdict, as before
+    assert row.split(" | ")[6].startswith("does not hold (recipe; +")
+    result = subprocess.run([sys.executable, str(ROOT / "bench/sweep.py"), "--recipe", "asterisk",
+                             "--report_only", "--records", str(tmp_path / "asterisk/runs"),
+                             "--report", str(report)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| mini_multi |" in report.read_text().split("## The papers' claims")[1]
