@@ -10,7 +10,6 @@ CTranslate2 binary layout (version 6, little-endian): ``u32 version``, ``str spe
 
 import json
 import re
-import shutil
 import struct
 from pathlib import Path
 from typing import Dict, Tuple
@@ -18,7 +17,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from espnet_lalora.fileio import atomic_path
+from espnet_lalora.fileio import atomic_dir, atomic_path
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 _BF16 = 5
@@ -86,8 +85,17 @@ def _layer_count(variables, prefix):
 
 
 def ct2_to_whisper_checkpoint(variables: Dict[str, torch.Tensor], dtype=torch.float16) -> dict:
-    """Map CTranslate2 Whisper variables onto openai-whisper's ``{"dims", "model_state_dict"}``."""
-    v = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+    """Map CTranslate2 Whisper variables onto openai-whisper's ``{"dims", "model_state_dict"}``,
+    any size (layer counts, mel bins and vocabulary are read from the tensors). ``dtype`` None
+    keeps the file's float type; quantized weights (int8/int16 with a ``weight_scale``) are
+    dequantized to float32 first."""
+    variables = dict(variables)
+    for name in [n for n in variables if n.endswith("/weight_scale")]:
+        weight, scale = variables[name[: -len("_scale")]], variables.pop(name).float()
+        if scale.numel() > 1:  # one scale per output row
+            scale = scale.reshape(-1, *[1] * (weight.dim() - 1))
+        variables[name[: -len("_scale")]] = weight.float() / scale
+    v = {name: tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
          for name, tensor in variables.items()}
     sd = {}
 
@@ -255,15 +263,11 @@ def v3_template(v2_template, output) -> Path:
     added = [dict(t, id=moved(t["id"])) for t in tokenizer["added_tokens"]]
     yue = dict(next(t for t in added if t["content"] == "<|su|>"), id=YUE_ID, content="<|yue|>")
     tokenizer["added_tokens"] = sorted(added + [yue], key=lambda t: t["id"])
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False),
-                                        encoding="utf-8")
-    shutil.rmtree(output, ignore_errors=True)
-    tmp.rename(output)
+    with atomic_dir(output) as tmp:
+        (tmp / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False),
+                                            encoding="utf-8")
     return output
 
 
@@ -299,12 +303,9 @@ def write_ct2_model(checkpoint: dict, output_dir, template_dir) -> Path:
     spec.register_file(str(template_dir / "tokenizer.json"))
     spec.validate()
     spec.optimize()
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    spec.save(str(tmp))
-    if dims["n_mels"] != 80:  # faster-whisper computes 80 mel bins unless told otherwise
-        (tmp / "preprocessor_config.json").write_text(json.dumps({"feature_size": dims["n_mels"]}))
-    shutil.rmtree(output_dir, ignore_errors=True)
-    tmp.rename(output_dir)
+    with atomic_dir(output_dir) as tmp:
+        spec.save(str(tmp))
+        if dims["n_mels"] != 80:  # faster-whisper computes 80 mel bins unless told otherwise
+            (tmp / "preprocessor_config.json").write_text(
+                json.dumps({"feature_size": dims["n_mels"]}))
     return output_dir

@@ -24,3 +24,23 @@ def atomic_path(path):
 def write_text_atomic(path, text: str):
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """``with atomic_dir(d) as tmp: fill(tmp)``: the folder ``tmp`` takes the place of ``d`` when
+    the block ends without an error (an old ``d`` is removed first); on an error ``tmp`` is
+    removed and ``d`` is left as it was."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

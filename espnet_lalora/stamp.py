@@ -58,10 +58,10 @@ def whisper_checkpoint_id(name: str) -> str:
     when the weights change, even under the same name."""
     import whisper
 
-    from espnet_lalora.whisper_weights import (WhisperWeightsNotFound, file_sha256,
+    from espnet_lalora.whisper_weights import (WhisperWeightsNotFound, file_sha256, registered,
                                                resolve_checkpoint)
 
-    if name not in whisper._MODELS:
+    if name not in whisper._MODELS and name not in registered():
         raise WhisperWeightsNotFound(f"--whisper_model {name}: not a Whisper model name; one of "
                                      f"{', '.join(whisper._MODELS)}")
     path, _ = resolve_checkpoint(name, None, whisper._MODELS)

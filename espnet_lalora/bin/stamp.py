@@ -4,7 +4,7 @@
     python -m espnet_lalora.bin.stamp mark STAMP OPTIONS [INPUT...]
     python -m espnet_lalora.bin.stamp print OPTIONS [INPUT...]         the fingerprint
     python -m espnet_lalora.bin.stamp whisper-id NAME                  the weights, by content
-    python -m espnet_lalora.bin.stamp whisper-languages NAME           99 (v1/v2) or 100 (v3)
+    python -m espnet_lalora.bin.stamp whisper-languages NAME           99 (v1/v2) or 100 (v3), for a size or a registered path
 """
 
 import sys
@@ -29,10 +29,10 @@ def main(argv=None):
         except FileNotFoundError as e:
             sys.exit(f"error: {e}")
     elif action == "whisper-languages" and len(argv) == 2:
-        from espnet_lalora.whisper_sizes import size_of
+        from espnet_lalora.whisper_weights import languages_of
 
         try:
-            print(size_of(argv[1]).num_languages)
+            print(languages_of(argv[1]))
         except ValueError as e:
             sys.exit(f"error: --whisper_model {argv[1]}: {e}")
     else:
