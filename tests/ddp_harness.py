@@ -6,7 +6,7 @@ tests/test_ddp.py through ``python -m espnet_lalora.bin.launch``, or alone for o
 Per method, as ESPnet's ``main_worker`` and ``Trainer.run`` do it: the model and its adapter,
 the optimizer (the plugin's step hooks and loss terms), the scheduler, the distributed iterator
 (each rank its slice of every batch), ``DistributedDataParallel`` and ``Trainer.train_one_epoch``
-(loss times world size, gradient clipping, the optimizer step). It writes
+(loss times world size, gradient clipping, the optimizer step), timed. It writes
 ``DIR/<method>.rank<R>.pt``: the trainable parameters, the buffers, the AdaLoRA allocator's state
 and, per step, this rank's loss and batch weight (the global loss is their weighted mean).
 """
@@ -14,6 +14,7 @@ and, per step, this rank's loss and batch weight (the global loss is their weigh
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from espnet_lalora.quiet import quiet_espnet_imports
@@ -59,19 +60,25 @@ def run_method(name, config, espnet_argv, steps, out: Path, dist: DistributedOpt
             model, find_unused_parameters=args.unused_parameters)
     else:
         dp_model = model
-    iterator = ASRTask.build_iter_factory(args, dist, mode="train").build_iter(1)
-    batches = [batch for _, batch in zip(range(steps), iterator)]
+    batches, epoch = [], 1  # the first `steps` batches of epochs 1, 2, ... (loaded beforehand)
+    while len(batches) < steps:
+        iterator = ASRTask.build_iter_factory(args, dist, mode="train").build_iter(epoch)
+        batches += [batch for _, batch in zip(range(steps - len(batches)), iterator)]
+        epoch += 1
     reporter = Reporter()
     reporter.set_epoch(1)
     options = Trainer.build_options(args)
     options.log_interval = 10 ** 6
     dp_model.train()
+    started = time.perf_counter()
     with reporter.observe("train") as sub_reporter:
         Trainer.train_one_epoch(model=dp_model, iterator=batches, optimizers=optimizers,
                                 schedulers=schedulers, scaler=None, reporter=sub_reporter,
                                 summary_writer=None, options=options,
                                 distributed_option=dist)
+    seconds = time.perf_counter() - started
     state = {
+        "seconds": seconds,
         "params": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
         "initial": initial,
         "buffers": {n: b.detach().clone() for n, b in model.named_buffers()},
