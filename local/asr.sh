@@ -428,6 +428,7 @@ move_aside_training() {
     [ -e "$f" ] || continue
     case "$(basename "$f")" in
       asr_config.yaml|"$prepare_output"|"${prepare_output%.*}.png"|.prepare.done|.train.started) ;;
+      asr_config.node*.yaml|train.node*.log) ;;  # nodes > 0 of this run may be writing them
       *) mv "$f" "$aside/" ;;
     esac
   done

@@ -74,7 +74,7 @@ def describe(rank, failure, main_log) -> str:
         cause = f"was killed by {failure.signal_name()}"
     else:
         cause = f"exited with code {failure.exitcode}"
-    where = f"; its log: {rank_log(main_log, rank)}" if main_log else ""
+    where = f"; its log: {rank_log(os.path.abspath(main_log), rank)}" if main_log else ""
     return (f"error: rank {rank} (local rank {failure.local_rank}, pid {failure.pid}) {cause}"
             f"{where}")
 
