@@ -16,7 +16,12 @@ option() { option_names+=("$1"); printf -v "$1" '%s' "$2"; option_help[$1]=$3; }
 option stage 1 "first stage to run (1-12)"
 option stop_stage 12 "last stage to run (1-12)"
 option nj 2 "parallel jobs for data formatting and decoding"
-option ngpu 0 "GPUs for training and decoding (0: CPU); >1 trains with ESPnet's DDP"
+option ngpu 0 "GPUs per node for training and decoding (0: CPU); >1 trains with DDP, one process per GPU (NCCL)"
+option nproc "" "training processes per node (stages 7-8); default: --ngpu when >= 1, else 1; on CPU (--ngpu 0) N > 1 runs N DDP processes with gloo"
+option num_nodes 1 "nodes of the training (stages 7-8); every node runs this driver with its --node_rank"
+option node_rank 0 "this node's rank, 0 to num_nodes-1; node 0 runs the stages, nodes > 0 only join stages 7-8"
+option master_addr "" "host name or address of node rank 0, reachable from every node (required with --num_nodes > 1)"
+option master_port 29500 "TCP port on node rank 0 for the rendezvous (--num_nodes > 1)"
 option python "" "Python with espnet-lalora installed (default: the project's .venv)"
 option train_set train "training data dir name under data/"
 option valid_set dev "validation data dir name under data/"
@@ -41,7 +46,7 @@ option inference_args "" "extra options for the decoder (python -m espnet_lalora
 option zero_shot_inference_args "" "extra decoding options of the zero-shot model (by default it is decoded as the fine-tuned ones: --inference_config)"
 option lid_decoding false "also decode every model with the language detected by Whisper instead of given (the language-unknown case; decode dirs *_lid) (true/false)"
 option prepared "" "methods with a stage 7 (la_lora): use this output of it (e.g. a la_selection.json made elsewhere) instead of running it"
-option prepare_nproc "" "processes for stage 7 (torchrun; gloo on CPU); default: --ngpu when > 1, else 1"
+option prepare_nproc "" "processes per node for stage 7 (gloo on CPU); default: --nproc"
 option prepare_args "" "extra options of the method's stage 7, e.g. la_lora: '--steps 16'"
 # Earlier names of the stage-7 options.
 declare -A option_alias=([la_selection]=prepared [la_nproc]=prepare_nproc [la_args]=prepare_args)
@@ -71,13 +76,33 @@ done
 if $show_help; then usage; exit 0; fi
 
 # ---- checks before anything runs: bad options cost nothing and touch nothing.
-for name in stage stop_stage nj ngpu; do
+for name in stage stop_stage nj ngpu node_rank; do
   [[ ${!name} =~ ^[0-9]+$ ]] || die "--$name must be a non-negative integer, got '${!name}'"
 done
 [ "$stage" -ge 1 ] && [ "$stop_stage" -le 12 ] || die "stages run from 1 to 12 (got --stage $stage --stop_stage $stop_stage)"
 [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop_stage $stop_stage; nothing would run"
 [ "$nj" -ge 1 ] || die "--nj must be at least 1"
 [ -z "$prepare_nproc" ] || [[ $prepare_nproc =~ ^[1-9][0-9]*$ ]] || die "--prepare_nproc must be a positive integer, got '$prepare_nproc'"
+# Training processes: one per GPU (ESPnet's DDP with one device per process), or N on CPU.
+[ -z "$nproc" ] || [[ $nproc =~ ^[1-9][0-9]*$ ]] || die "--nproc must be a positive integer, got '$nproc'"
+[ "$ngpu" -eq 0 ] || [ -z "$nproc" ] || [ "$nproc" -eq "$ngpu" ] \
+  || die "--nproc $nproc with --ngpu $ngpu: training runs one process per GPU; leave --nproc out (or give --nproc $ngpu)"
+[ -n "$nproc" ] || nproc=$(( ngpu >= 1 ? ngpu : 1 ))
+[ -n "$prepare_nproc" ] || prepare_nproc=$nproc
+[[ $num_nodes =~ ^[1-9][0-9]*$ ]] || die "--num_nodes must be a positive integer, got '$num_nodes'"
+[ "$node_rank" -lt "$num_nodes" ] || die "--node_rank $node_rank must be below --num_nodes $num_nodes (node ranks run from 0)"
+[ "$num_nodes" -eq 1 ] || [ -n "$master_addr" ] \
+  || die "--master_addr is required with --num_nodes $num_nodes: the host of node rank 0, reachable from every node"
+[[ $master_port =~ ^[0-9]+$ ]] && [ "$master_port" -ge 1 ] && [ "$master_port" -le 65535 ] \
+  || die "--master_port must be a TCP port (1-65535), got '$master_port'"
+# A node of rank > 0 only runs its share of the training processes (stages 7-8); node 0 runs
+# everything else and writes the outputs.
+worker_node=false
+if [ "$node_rank" -gt 0 ]; then
+  worker_node=true
+  [ "$stage" -ge 7 ] && [ "$stop_stage" -le 8 ] \
+    || die "--node_rank $node_rank: nodes other than 0 run stages 7-8 only (give --stage 8 --stop_stage 8, or 7-8); node 0 runs the others"
+fi
 case "$zero_shot" in true|false) ;; *) die "--zero_shot must be true or false, got '$zero_shot'" ;; esac
 case "$allow_pipes" in true|false) ;; *) die "--allow_pipes must be true or false, got '$allow_pipes'" ;; esac
 case "$lid_decoding" in true|false) ;; *) die "--lid_decoding must be true or false, got '$lid_decoding'" ;; esac
@@ -144,16 +169,20 @@ if [ "$lang" != multi ]; then
     "$lang" 2>/dev/null || die "--lang $lang: not a Whisper language code (e.g. ja, ko, en), nor multi (read utt2lang)"
 fi
 
-# One run at a time in a recipe folder: a second one would write the same files.
+# One run at a time in a recipe folder: a second one would write the same files. (A node of
+# rank > 0 shares node 0's folder on a cluster's file system and writes only its rank logs.)
 mkdir -p exp
-exec 9> exp/.lock
-flock -n 9 || die "another run is using this recipe folder ($(cat exp/.lock.owner 2>/dev/null || echo 'pid unknown')); wait for it to end, or run in a copy of the recipe"
+if $worker_node; then exec 9>/dev/null; else exec 9> exp/.lock; fi
+$worker_node || flock -n 9 || die "another run is using this recipe folder ($(cat exp/.lock.owner 2>/dev/null || echo 'pid unknown')); wait for it to end, or run in a copy of the recipe"
 echo "pid $$ on $(hostname), started $(date '+%Y-%m-%d %H:%M:%S')" > exp/.lock.owner
 
 asr_exp=exp/asr_${asr_tag}
 # The config is checked once, composed (its base_config resolved) into the one file that ESPnet
 # reads, and asked for its method; the registry says whether the method has a stage 7.
 train_config=$asr_exp/asr_config.yaml
+stamp_config=$train_config  # what the stamps fingerprint: node 0's composed config
+# a node of rank > 0 composes its own copy (node 0 may be reading its file)
+! $worker_node || train_config=$asr_exp/asr_config.node$node_rank.yaml
 train_method=unknown prepare_output=- prepare_key=- whisper_id=$whisper_model method_inputs=()
 if uses_model; then
   info=$(py -m espnet_lalora.bin.check_config --asr_config "$asr_config" --compose_to "$train_config" \
@@ -194,6 +223,7 @@ once() {
   if py -m espnet_lalora.bin.stamp check "$stamp_file" "$opts" "${inputs[@]}"; then
     log "$skip_message; skipping"; return 0
   fi
+  if $worker_node; then "$@"; return; fi  # node 0 keeps the stamps
   rm -f "$stamp_file"
   "$@" || return 1
   py -m espnet_lalora.bin.stamp mark "$stamp_file" "$opts" "${inputs[@]}"
@@ -299,6 +329,32 @@ espnet_shape_args() {
     --valid_shape_file "$stats_dir/valid/speech_shape" --valid_shape_file "$stats_dir/valid/text_shape"
 }
 
+# launch NPROC LOG PYTHON_ARGS...: python on NPROC processes per node times --num_nodes, the one
+# home of the launch logic (stages 7 and 8). One process in all: plain python. More: torchrun
+# through espnet_lalora.bin.launch (rank R > 0 logs to LOG's .rankR file; a dead process stops
+# them all, reported by rank), each process with ESPnet's DDP options (ddp_args).
+world_size() { echo $(( $1 * num_nodes )); }
+launch() {
+  local n=$1 log=$2
+  shift 2
+  if [ "$(world_size "$n")" -le 1 ]; then py "$@"; return; fi
+  py -m espnet_lalora.bin.launch --nproc "$n" --num_nodes "$num_nodes" --node_rank "$node_rank" \
+    --master_addr "$master_addr" --master_port "$master_port" --log "$log" -- "$@"
+}
+# ddp_args NPROC: ESPnet's device options of one process. Under the launcher: one GPU each and
+# NCCL, or the CPU and gloo; ESPnet reads RANK, WORLD_SIZE and the master from torchrun's
+# environment (--multiprocessing_distributed false: it does not spawn processes itself).
+ddp_args() {
+  if [ "$(world_size "$1")" -le 1 ]; then echo --ngpu "$ngpu"; return; fi
+  if [ "$ngpu" -gt 0 ]; then
+    echo --ngpu 1 --multiprocessing_distributed false --dist_backend nccl
+  else
+    echo --ngpu 0 --multiprocessing_distributed false --dist_backend gloo
+  fi
+}
+# the launcher's report of a failed process (rank, cause, log), from LOG after START_LINE
+launch_errors() { tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep '^error: ' >&2 || true; }
+
 if runs 6; then
   stage_start 6 "shape statistics (ESPnet collect_stats)"
   # shellcheck disable=SC2046
@@ -325,7 +381,7 @@ fi
 prepared_file=${prepared:-$asr_exp/$prepare_output}
 # stage 7's pass runs in stage 8's process when both run here on one process (fold_prepare)
 fold_prepare=false
-prepare_inputs=("$train_config" "dump/raw/$train_dump" "$stats_dir/.done")
+prepare_inputs=("$stamp_config" "dump/raw/$train_dump" "$stats_dir/.done")
 
 if runs 7; then
   stage_start 7 "the method's preparation pass (method: $train_method)"
@@ -338,19 +394,19 @@ if runs 7; then
       $(espnet_data_args) $(espnet_shape_args) "${train_args_words[@]}" \
       || die "--prepared $prepared does not fit this model (see above)"
   else
-    nproc=${prepare_nproc:-$(( ngpu > 1 ? ngpu : 1 ))}
-    prepare_opts="$whisper_id ${train_args_words[*]} ${prepare_args_words[*]} $nproc"
-    launcher=()
-    [ "$nproc" -le 1 ] || launcher=(-m torch.distributed.run --standalone --nproc_per_node "$nproc")
+    prepare_world=$(world_size "$prepare_nproc")
+    prepare_opts="$whisper_id ${train_args_words[*]} ${prepare_args_words[*]} $prepare_world"
     prepare_log=exp/logs/stage7_prepare_$asr_tag.log
+    $worker_node && prepare_log=exp/logs/stage7_prepare_$asr_tag.node$node_rank.log
     # shellcheck disable=SC2046
     prepare() {
       mkdir -p "$asr_exp" \
-        && py "${launcher[@]}" -m espnet_lalora.bin.prepare_method --out "$asr_exp/$prepare_output" \
-          --config "$train_config" --ngpu "$ngpu" $(espnet_data_args) $(espnet_shape_args) \
+        && launch "$prepare_nproc" "$prepare_log" -m espnet_lalora.bin.prepare_method \
+          --out "$asr_exp/$prepare_output" --config "$train_config" $(ddp_args "$prepare_nproc") \
+          $(espnet_data_args) $(espnet_shape_args) \
           "${train_args_words[@]}" "${prepare_args_words[@]}" 2>&1 | tee "$prepare_log"
     }
-    if runs 8 && [ "$nproc" -le 1 ] \
+    if runs 8 && [ "$prepare_world" -le 1 ] && [ "$(world_size "$nproc")" -le 1 ] \
         && ! py -m espnet_lalora.bin.stamp check "$asr_exp/.prepare.done" "$prepare_opts" "${prepare_inputs[@]}"; then
       # One process for the pass and the training: the imports, the model and the batches'
       # start-up are paid once (a separate stage 7 spent more on start-up than on the pass).
@@ -377,6 +433,7 @@ move_aside_training() {
     [ -e "$f" ] || continue
     case "$(basename "$f")" in
       asr_config.yaml|"$prepare_output"|"${prepare_output%.*}.png"|.prepare.done|.train.started) ;;
+      asr_config.node*.yaml|train.node*.log) ;;  # nodes > 0 of this run may be writing them
       *) mv "$f" "$aside/" ;;
     esac
   done
@@ -384,7 +441,7 @@ move_aside_training() {
 
 if runs 8; then
   stage_start 8 "training ($train_method, ESPnet trainer) into $asr_exp"
-  train_inputs=("$train_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done"
+  train_inputs=("$stamp_config" "dump/raw/$train_dump" "dump/raw/$valid_set" "$stats_dir/.done"
                 "${method_inputs[@]}")
   prepared_args=()
   if $fold_prepare; then
@@ -398,8 +455,20 @@ if runs 8; then
   fi
   train_opts="$whisper_id ${train_args_words[*]}"
   # shellcheck disable=SC2046
+  train_log=$asr_exp/train.log
+  $worker_node && train_log=$asr_exp/train.node$node_rank.log
   train() {
-    local fingerprint
+    local fingerprint log_lines
+    if $worker_node; then  # its processes join node 0's; node 0 moves, stamps and resumes
+      log "node $node_rank of $num_nodes: $nproc training process(es); log: $train_log"
+      log_lines=$(cat "$train_log" 2>/dev/null | wc -l)
+      # shellcheck disable=SC2046
+      launch "$nproc" "$asr_exp/train.log" -m espnet_lalora.bin.asr_train --config "$train_config" \
+        --output_dir "$asr_exp" $(ddp_args "$nproc") --resume true $(espnet_shape_args) \
+        $(espnet_data_args) "${prepared_args[@]}" "${train_args_words[@]}" >> "$train_log" 2>&1 \
+        || { launch_errors "$train_log" "$log_lines"; return 1; }
+      return 0
+    fi
     fingerprint=$(py -m espnet_lalora.bin.stamp print "$train_opts" "${train_inputs[@]}") || return 1
     mkdir -p "$asr_exp"
     if [ -f "$asr_exp/checkpoint.pth" ] || [ -f "$asr_exp/train.log" ]; then
@@ -410,19 +479,18 @@ if runs 8; then
       fi
     fi
     echo "$fingerprint" > "$asr_exp/.train.started"
-    log "log: $asr_exp/train.log"
-    local log_lines
+    log "log: $asr_exp/train.log$([ "$(world_size "$nproc")" -le 1 ] || echo " (ranks > 0: train.rank<R>.log)")"
     log_lines=$(cat "$asr_exp/train.log" 2>/dev/null | wc -l)  # train.log grows across resumes
-    py -m espnet_lalora.bin.asr_train --config "$train_config" --output_dir "$asr_exp" \
-      --ngpu "$ngpu" --resume true $(espnet_shape_args) \
+    launch "$nproc" "$asr_exp/train.log" -m espnet_lalora.bin.asr_train --config "$train_config" \
+      --output_dir "$asr_exp" $(ddp_args "$nproc") --resume true $(espnet_shape_args) \
       $(espnet_data_args) "${prepared_args[@]}" "${train_args_words[@]}" >> "$asr_exp/train.log" 2>&1 \
-      || return 1
+      || { launch_errors "$asr_exp/train.log" "$log_lines"; return 1; }
     grep -m1 "trainable parameters" "$asr_exp/train.log" | sed 's/^.*\[espnet_lalora\]/  /' >&2 || true
     log "trained to epoch $(grep -o '[0-9]*epoch results:' "$asr_exp/train.log" | tail -1 | grep -o '^[0-9]*'), $(tail -n +"$((log_lines + 1))" "$asr_exp/train.log" | grep -c 'epoch results:' || true) epoch(s) in this run"
   }
   once "$asr_exp/.train.done" "$train_opts" "$asr_exp is trained" "${train_inputs[@]}" -- train \
-    || die "training failed; see $asr_exp/train.log (re-run stage 8 to resume)"
-  if $fold_prepare; then
+    || die "training failed; see $train_log (re-run stage 8 to resume)"
+  if $fold_prepare && ! $worker_node; then
     grep "stage 7:" "$asr_exp/train.log" | tail -1 >&2 || true
     py -m espnet_lalora.bin.stamp mark "$asr_exp/.prepare.done" "$prepare_opts" "${prepare_inputs[@]}"
   fi

@@ -19,6 +19,7 @@ quiet_espnet_imports()
 
 from espnet2.utils.types import str2bool  # noqa: E402
 
+from espnet_lalora.bin.launch import is_rank_zero, redirect_rank_output  # noqa: E402
 from espnet_lalora.config import parse_asr_train_args, with_composed_config  # noqa: E402
 from espnet_lalora.espnet_plugin import ASRTask  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
@@ -58,6 +59,7 @@ def repair_interrupted_run(output_dir: Path) -> None:
 
 
 def main(cmd=None):
+    redirect_rank_output()  # launched with several processes: ranks > 0 log to their own file
     ours = argparse.ArgumentParser(add_help=False)
     ours.add_argument("--prepare_out", type=Path)
     ours.add_argument("--prepare_args", default="")
@@ -80,7 +82,8 @@ def main(cmd=None):
     resume.add_argument("--output_dir", type=Path)
     resume.add_argument("--resume", type=str2bool, default=False)  # read as ESPnet reads it
     known, _ = resume.parse_known_args(cmd)
-    if known.output_dir is not None and known.resume:
+    # rank 0 writes the checkpoints (ESPnet's trainer); it alone repairs them
+    if known.output_dir is not None and known.resume and is_rank_zero():
         repair_interrupted_run(known.output_dir)
     # resumed: ESPnet continues from a checkpoint (the driver always asks it to, when one exists)
     resumed = bool(known.resume and known.output_dir is not None
@@ -88,7 +91,7 @@ def main(cmd=None):
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ASRTask.main(cmd=with_composed_config(cmd, tmp))
-    if known.output_dir is not None:
+    if known.output_dir is not None and is_rank_zero():
         write_resources(known.output_dir, time.perf_counter() - started, resumed)
 
 

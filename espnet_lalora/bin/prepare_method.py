@@ -20,6 +20,7 @@ from espnet_lalora.quiet import quiet_espnet_imports
 quiet_espnet_imports()
 
 import espnet_lalora.espnet_plugin  # noqa: E402,F401  (the per-utterance language prompt, as stage 8)
+from espnet_lalora.bin.launch import redirect_rank_output  # noqa: E402
 from espnet_lalora.config import ConfigError, parse_asr_train_args  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
 
@@ -30,6 +31,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="the method's stage-7 output to write")
     parser.add_argument("--check", type=Path, help="only check this output against the model")
     ours, rest = parser.parse_known_args(argv)
+    redirect_rank_output()  # launched with several processes: ranks > 0 log to their own file
     if (ours.out is None) == (ours.check is None):
         parser.error("give --out (run the pass) or --check FILE")
     import logging
