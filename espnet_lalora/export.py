@@ -17,24 +17,12 @@ import torch
 import yaml
 
 from espnet_lalora.config import write_config
-from espnet_lalora.ct2_whisper import CT2FormatError, v3_template, write_ct2_model
+from espnet_lalora.ct2_whisper import write_ct2_model
 from espnet_lalora.fileio import atomic_path, write_text_atomic
 from espnet_lalora.methods import method_of
 from espnet_lalora.methods.module_grid import write_rank_pattern
 from espnet_lalora.params import parameter_report
-from espnet_lalora.whisper_weights import cache_dir, prepare_ct2_model
-
-
-def ct2_template(n_vocab: int, log=print) -> Path:
-    """An installed CTranslate2 Whisper folder with the tokenizer of a ``n_vocab``-token model:
-    the base model's for v1/v2, derived from it for v3 (in the cache)."""
-    base = prepare_ct2_model("base", log=log)
-    if n_vocab == 51865:
-        return base
-    if n_vocab == 51866:
-        return v3_template(base, cache_dir() / "ct2" / "template-v3")
-    raise CT2FormatError(f"a Whisper of {n_vocab} tokens: only multilingual v1/v2 (51,865) and "
-                         f"v3 (51,866) are exported")
+from espnet_lalora.whisper_weights import ct2_template
 
 
 def load_trained_model(config: Path, checkpoint: Path):

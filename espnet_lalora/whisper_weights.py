@@ -167,13 +167,26 @@ def prepare_ct2_model(name: str, log=print) -> Path:
     return target
 
 
+def ct2_template(n_vocab: int, log=print) -> Path:
+    """An installed CTranslate2 Whisper folder with the tokenizer of a ``n_vocab``-token model:
+    the base model's for v1/v2, derived from it for v3 (in the cache)."""
+    from espnet_lalora.ct2_whisper import CT2FormatError, v3_template
+
+    base = prepare_ct2_model("base", log=log)
+    if n_vocab == 51865:
+        return base
+    if n_vocab == 51866:
+        return v3_template(base, cache_dir() / "ct2" / "template-v3")
+    raise CT2FormatError(f"a Whisper of {n_vocab} tokens: only multilingual v1/v2 (51,865) and "
+                         f"v3 (51,866) are exported")
+
+
 def _ct2_model_from_checkpoint(name: str, log=print) -> Path:
     """A faster-whisper folder of whatever checkpoint ``name`` resolves to (a registered path,
     $ESPNET_LALORA_WHISPER_DIR, an official file), written once per checkpoint content."""
     import torch
     import whisper
 
-    from espnet_lalora.export import ct2_template
     from espnet_lalora.ct2_whisper import write_ct2_model
 
     path, _ = resolve_checkpoint(name, None, whisper._MODELS)

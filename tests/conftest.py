@@ -12,8 +12,8 @@ import soundfile
 # the others fill the second worker. Measured per file (s, 2026-12-02, before the ESPnet beam
 # reference was shortened by ~400 s): test_recipe 1201, test_decoding 874, test_corpora 379,
 # test_lang_experts 101, the rest under 50 each.
-LONG_FILES = ["test_recipe.py", "test_decoding.py", "test_corpora.py", "test_whisper_sizes.py",
-              "test_lang_experts.py"]
+LONG_FILES = ["test_recipe.py", "test_decoding.py", "test_recipe_sizes.py", "test_ddp.py",
+              "test_corpora.py", "test_whisper_sizes.py", "test_lang_experts.py"]
 
 
 def pytest_collection_modifyitems(items):
@@ -90,6 +90,19 @@ def build_espnet_model(config: Path, token_list: Path, *extra: str):
     if args.use_adapter:
         create_adapter(model, args.adapter, args.adapter_conf)
     return model
+
+
+def recipe_copy(root: Path, recipe: str = "egs2/mini_multi/asr1") -> Path:
+    """A copy of ``recipe`` under ``root``, laid out like the repository (local/ and conf/
+    linked), without its data, dumps and experiments."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    for shared in ("local", "conf"):
+        (root / shared).symlink_to(repo / shared)
+    shutil.copytree(repo / recipe, root / recipe, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
+    return root / recipe
 
 
 def config_copy(name: str, path: Path, old: str = "", new: str = "") -> Path:

@@ -6,7 +6,6 @@ with the loss curve of one process on the same global batches."""
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import config_copy
+from conftest import config_copy, recipe_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "egs2/mini_multi/asr1"
@@ -47,11 +46,7 @@ STEPS = 3  # the tiny training set: 12 utterances, 3 batches of 4
 def recipe(tmp_path_factory):
     """The tiny recipe, stages 1-6 done (data, token list, shapes)."""
     root = tmp_path_factory.mktemp("ddp")
-    for shared in ("local", "conf"):
-        (root / shared).symlink_to(ROOT / shared)
-    shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
-    recipe = root / RECIPE
+    recipe = recipe_copy(root, RECIPE)
     result = run(recipe, "--stage", "1", "--stop_stage", "6", "--local_data_opts", TINY, "--nj", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     return recipe

@@ -18,7 +18,7 @@ import yaml
 
 from espnet_lalora.datadir import read_map
 from espnet_lalora.scoring import parse_result
-from conftest import config_copy
+from conftest import config_copy, recipe_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "egs2/mini_multi/asr1"
@@ -29,11 +29,7 @@ TINY = "--langs ja,ko --train_per_lang 6 --dev_per_lang 2 --test_per_lang 2 --re
 def recipe(tmp_path_factory):
     """A copy of the recipe in a scratch tree laid out like the repository."""
     root = tmp_path_factory.mktemp("lalora")
-    for shared in ("local", "conf"):
-        (root / shared).symlink_to(ROOT / shared)
-    shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
-    return root / RECIPE
+    return recipe_copy(root, RECIPE)
 
 
 def run(recipe, *args, timeout=900):

@@ -4,7 +4,6 @@ v3 token list, training LoRA on every block (turbo: 32 -> 6 encoder and 4 decode
 the export in both formats, decoding of the fine-tuned and the zero-shot model, scoring, report."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import recipe_copy
 from whisper_shapes import SHAPES, random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +24,8 @@ WIDTH, RANK = 64, 8
 def recipe(tmp_path_factory):
     """A scratch copy of the recipe with its data made (stages 1-4) once, and its own cache."""
     root = tmp_path_factory.mktemp("sizes")
-    for shared in ("local", "conf"):
-        (root / shared).symlink_to(ROOT / shared)
-    shutil.copytree(ROOT / RECIPE, root / RECIPE, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
     env = dict(os.environ, ESPNET_LALORA_CACHE=str(root / "cache"), PYTHONPATH=str(ROOT))
-    recipe = root / RECIPE
+    recipe = recipe_copy(root, RECIPE)
     made = run(recipe, env, "--stage", "1", "--stop_stage", "4", "--local_data_opts", DATA,
                "--test_sets", "test",
                "--nj", "1")

@@ -140,7 +140,7 @@ def test_ct2_export_of_every_family_scores_as_openai_whisper(shaped, speech, tmp
     from faster_whisper import WhisperModel
 
     from espnet_lalora.ct2_whisper import write_ct2_model
-    from espnet_lalora.export import ct2_template
+    from espnet_lalora.whisper_weights import ct2_template
 
     name, reference, _ = shaped
     checkpoint = {"dims": vars(reference.dims), "model_state_dict": reference.state_dict()}
