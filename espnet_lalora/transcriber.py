@@ -21,7 +21,7 @@ def load_model(config, model_file, device):
     bundle = model_file is not None and (Path(model_file).parent / "experts.yaml").is_file()
     model, _ = ASRTask.build_model_from_file(config, None if bundle else model_file, device)
     if bundle:
-        from espnet_lalora.methods.expert_layer import load_bundle_into
+        from espnet_lalora.methods.expert_bundle import load_bundle_into
 
         load_bundle_into(model, Path(model_file).parent)
     return model.eval()
@@ -165,7 +165,7 @@ class WhisperTranscriber:
         tokens after <|startoftranscript|> (one decoder step). A language-expert model detects
         with ``route`` (NO_EXPERT: the base model; FUSED: the uniform fusion), the route that
         ``encoded`` was computed with."""
-        from espnet_lalora.methods.expert_layer import NO_EXPERT
+        from espnet_lalora.methods.expert_router import NO_EXPERT
 
         self._route([NO_EXPERT if route is None else route])
         cross = self.decoder.cross_kv(encoded[None])

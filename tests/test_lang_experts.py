@@ -14,10 +14,9 @@ from conftest import build_espnet_model, config_copy
 
 from espnet_lalora.decoding import DecodeOptions
 from espnet_lalora.methods.base import AdapterConfigError
-from espnet_lalora.methods.expert_layer import (FUSED, NO_EXPERT, combine_bundles,
-                                                expert_modules, language_token_ids,
-                                                load_bundle_into, merge_with_weights,
-                                                save_bundle)
+from espnet_lalora.methods.expert_bundle import combine_bundles, load_bundle_into, save_bundle
+from espnet_lalora.methods.expert_layer import expert_modules, merge_with_weights
+from espnet_lalora.methods.expert_router import FUSED, NO_EXPERT, language_token_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ["en", "ja", "ko"]

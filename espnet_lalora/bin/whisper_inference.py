@@ -344,7 +344,7 @@ def pytorch_decoder(args, keys, langs, lid, candidates, detected, device):
     """decode_batch(keys, speeches) -> (text, tokens, token ids, score) per utterance, with this
     project's decoder; ``detected`` receives the detected languages (``lid``)."""
     from espnet_lalora.decoding import DecodeOptions
-    from espnet_lalora.methods.expert_layer import FUSED, NO_EXPERT
+    from espnet_lalora.methods.expert_router import FUSED, NO_EXPERT
 
     if not Path(args.asr_train_config).is_file():
         sys.exit(f"error: --asr_train_config {args.asr_train_config} not found")

@@ -1,120 +1,26 @@
-"""The layer of LoRA language experts, its router and its bundle: E LoRA experts of one rank per
-adapted Linear, stacked (``experts_A``: E x r x in, ``experts_B``: E x out x r), and one
-:class:`ExpertRouter` per model (``model.lang_router``) that says which expert each row of the
-batch uses. Row n gets ``scaling * B_e A_e x_n``, e its expert (multi-LoRA serving: gathered per
-row, one batched product); a route of ``NO_EXPERT`` is the base model, ``FUSED`` the uniform
-fusion. The same layer merges to a plain Linear with any weights over the experts (uniform,
-learned, one-hot: one model per language). Training routes by the transcript's language token
-(:func:`inject_experts` registers the forward pre-hook). Methods: :mod:`.lang_experts`.
+"""The layer of LoRA language experts: E LoRA experts of one rank per adapted Linear, stacked
+(``experts_A``: E x r x in, ``experts_B``: E x out x r). The model's router
+(:mod:`.expert_router`) says which expert each row of the batch uses: row n gets
+``scaling * B_e A_e x_n``, e its expert; a route of ``NO_EXPERT`` is the base model, ``FUSED``
+the uniform fusion. The same layer merges to a plain Linear with any weights over the experts
+(uniform, learned, one-hot: one model per language). Training routes by the transcript's
+language token (:func:`inject_experts` registers the forward pre-hook). The bundle format:
+:mod:`.expert_bundle`; the methods: :mod:`.lang_experts`.
 """
 
 import math
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
-from espnet_lalora.config import write_config
+from espnet_lalora.methods.expert_router import FUSED, ExpertRouter
 from espnet_lalora.methods.lora import DEFAULT_RANK, LoRAOptions
 from espnet_lalora.methods.lora_layer import (LoRALinear, _autocast_enabled, _LoRALinearFunction,
                                               _set_submodule, merge_lora)
 
 EXPERT_PARAMETERS = (".experts_A", ".experts_B")
-NO_EXPERT, FUSED = -1, -2  # route values besides an expert's index: the base model, the fusion
-BUNDLE_FORMAT = 1
-
-
-
-def language_token_ids(languages: List[str]) -> List[int]:
-    import whisper.tokenizer
-
-    tokenizer = whisper.tokenizer.get_tokenizer(True).tokenizer
-    return [tokenizer.convert_tokens_to_ids(f"<|{lang}|>") for lang in languages]
-
-
-class ExpertRouter(nn.Module):
-    """Which expert each row of the batch uses (``route``: LongTensor, -1 = none), or which
-    weights over the experts every row uses (``mode = "fused"``: ``fusion`` per module group,
-    None = uniform). ``mode = "student"``: the distillation student's own LoRA."""
-
-    def __init__(self, languages: List[str], granularity: str = "module"):
-        super().__init__()
-        self.languages = list(languages)
-        self.granularity = granularity
-        self.register_buffer("lang_tokens", torch.tensor(language_token_ids(self.languages)),
-                             persistent=False)
-        self.mode = "route"
-        self.route = None
-        self.fusion: Optional[nn.ParameterDict] = None
-
-    @property
-    def route(self) -> Optional[torch.Tensor]:
-        return self._route
-
-    @route.setter
-    def route(self, value: Optional[torch.Tensor]):
-        # Derived once per batch (not in each of the 96 layers): whether one expert serves the
-        # whole batch, and the per-row masks of the batched inference path.
-        self._route, self.single, self._masks = value, None, {}
-        if value is not None and value.numel():
-            first = int(value[0])
-            if first >= 0 and bool((value == first).all()):
-                self.single = first
-
-    def row_mask(self, rank: int, scaling: float, dtype) -> torch.Tensor:
-        """(N, E*rank): row n's weight on each expert's rank-1 components, times ``scaling``:
-        one-hot for its expert, 1/E for the fusion (FUSED), zero for the base (NO_EXPERT)."""
-        key = (rank, scaling, dtype)
-        if key not in self._masks:
-            route, n = self._route, len(self.languages)
-            weights = F.one_hot(route.clamp(min=0), n).to(dtype) * (route >= 0)[:, None]
-            weights[route == FUSED] = 1.0 / n
-            self._masks[key] = (weights * scaling).repeat_interleave(rank, dim=1)
-        return self._masks[key]
-
-    def index(self, lang: str, what: str = "language") -> int:
-        if lang not in self.languages:
-            raise KeyError(f"{what} {lang!r} has no expert; the experts are "
-                           f"{', '.join(self.languages)}")
-        return self.languages.index(lang)
-
-    def route_languages(self, langs: List[Optional[str]]):
-        """Route row n to the expert of ``langs[n]`` (None: no expert, the base model)."""
-        self.mode = "route"
-        self.route = torch.tensor([NO_EXPERT if lang is None else self.index(lang)
-                                   for lang in langs], device=self.lang_tokens.device)
-
-    def route_tokens(self, first_tokens: torch.Tensor):
-        """Route each row by its transcript's first token, which must be a language token of an
-        expert (stage 4 writes ``<|lang|>`` first in ``text_whisper``)."""
-        match = first_tokens[:, None] == self.lang_tokens[None, :]
-        if not bool(match.any(1).all()):
-            import whisper.tokenizer
-
-            bad = int(first_tokens[~match.any(1)][0])
-            token = whisper.tokenizer.get_tokenizer(True).decode_with_timestamps([bad])
-            raise RuntimeError(
-                f"lang_experts: an utterance starts with token {bad} ({token!r}), which is not the "
-                f"language token of an expert ({', '.join(self.languages)}): add its language to "
-                "adapter_conf.languages, or check the training data's utt2lang and text_whisper")
-        self.route = match.float().argmax(1)
-
-    def group_of(self, module_name: str) -> str:
-        """The fusion weight group of a module: itself, its block (layer) or the whole model."""
-        if self.granularity == "module":
-            return module_name.replace(".", "_")
-        if self.granularity == "layer":
-            return module_name.split(".attn.")[0].split(".cross_attn.")[0].split(".mlp.")[0] \
-                .replace(".", "_")
-        return "all"
-
-    def weights(self, group: str, device) -> torch.Tensor:
-        if self.fusion is not None:
-            return self.fusion[group]
-        return torch.full((len(self.languages),), 1.0 / len(self.languages), device=device)
 
 
 class ExpertLoRALinear(LoRALinear):
@@ -158,12 +64,10 @@ class ExpertLoRALinear(LoRALinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         router = self._router
         if self.merged or (router.mode == "student" and self.has_student):
-            return super().forward(x)
+            return super().forward(x)  # merged weights, or the student's own LoRA
         route = router.route
         if router.mode == "fused" or route is None:  # no route: what the model merges to
-            lora_A, lora_B = self.expert_factors(router.weights(self.group, x.device))
-            h = F.linear(x, lora_A.to(x.dtype)) * self.scaling
-            return self._base(x) + F.linear(h, lora_B.to(x.dtype))
+            return self._base(x) + self._fused_delta(x, router.weights(self.group, x.device))
         if route.shape[0] != x.shape[0]:
             raise RuntimeError(
                 f"lang_experts: the batch has {x.shape[0]} rows but the route has "
@@ -174,25 +78,31 @@ class ExpertLoRALinear(LoRALinear):
             e = router.single
             return _LoRALinearFunction.apply(x, self.weight, self.bias, self.experts_A[e],
                                              self.experts_B[e], self.expert_scaling)
-        if fast and not torch.is_grad_enabled():  # decoding a mixed batch
+        if fast and not torch.is_grad_enabled():  # several experts, decoding
             return self._masked_forward(x)
-        # Multi-LoRA serving: each row's own expert, gathered (N x r x in), one batched product.
+        return self._base(x) + self._gathered_delta(x, route)  # several experts, training
+
+    def _fused_delta(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The experts' update fused with ``weights`` over them: one LoRA of rank E*r."""
+        lora_A, lora_B = self.expert_factors(weights)
+        return F.linear(F.linear(x, lora_A.to(x.dtype)) * self.scaling, lora_B.to(x.dtype))
+
+    def _gathered_delta(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
+        """Multi-LoRA serving: each row's own expert, gathered (N x r x in), one batched
+        product; rows routed to NO_EXPERT get nothing, rows routed to FUSED the fusion."""
         x3 = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
         idx = route.clamp(min=0)
-        h = torch.bmm(x3, self.experts_A[idx].transpose(1, 2).to(x.dtype))
-        h = h * self.expert_scaling
+        h = torch.bmm(x3, self.experts_A[idx].transpose(1, 2).to(x.dtype)) * self.expert_scaling
         special = route < 0
-        if bool(special.any()):  # rows without an expert: the base model, or the fusion
+        if bool(special.any()):
             h = h * (~special).to(h.dtype)[:, None, None]
         delta = torch.bmm(h, self.experts_B[idx].transpose(1, 2).to(x.dtype))
         fused_rows = route == FUSED
         if bool(fused_rows.any()):
-            uniform = torch.full((len(router.languages),), 1.0 / len(router.languages),
-                                 device=x.device)
-            lora_A, lora_B = self.expert_factors(uniform)
-            fused = F.linear(F.linear(x3, lora_A.to(x.dtype)) * self.scaling, lora_B.to(x.dtype))
-            delta = delta + fused * fused_rows.to(x.dtype)[:, None, None]
-        return self._base(x) + delta.reshape(*x.shape[:-1], -1)
+            n = len(self._router.languages)
+            uniform = torch.full((n,), 1.0 / n, device=x.device)
+            delta = delta + self._fused_delta(x3, uniform) * fused_rows.to(x.dtype)[:, None, None]
+        return delta.reshape(*x.shape[:-1], -1)
 
     def _masked_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference on rows of mixed experts in two GEMMs over all experts' components
@@ -270,88 +180,3 @@ def merge_with_weights(model: nn.Module, weights: Optional[Dict[str, torch.Tenso
     count = merge_lora(model)
     del model.lang_router
     return count
-
-
-def base_fingerprint(model: nn.Module) -> List[float]:
-    """A few numbers that tell Whisper checkpoints apart (same shapes, other weights)."""
-    decoder = model.decoder.decoders
-    emb = decoder.token_embedding.weight.detach().float()
-    return [round(float(emb[:64].sum()), 4), round(float(emb[:64].abs().sum()), 4),
-            len(decoder.blocks), int(emb.shape[1])]
-
-
-def save_bundle(model: nn.Module, config: dict, out: Path, save):
-    """``out/experts.pth`` (the experts' tensors by parameter name) and ``out/experts.yaml``
-    (languages, rank, alpha, modules, base model), plus the training config to rebuild the
-    model: docs/experts.md documents the format."""
-    router = model.lang_router
-    modules = expert_modules(model)
-    any_module = next(iter(modules.values()))
-    state = {f"{n}.{p}": getattr(m, p).detach().clone() for n, m in modules.items()
-             for p in ("experts_A", "experts_B")}
-    save(state, out / "experts.pth")
-    meta = {"format": BUNDLE_FORMAT, "languages": router.languages,
-            "rank": any_module.expert_rank,
-            "alpha": any_module.expert_scaling * any_module.expert_rank,
-            "modules": sorted(modules), "base": config["encoder_conf"].get("whisper_model"),
-            "base_fingerprint": base_fingerprint(model)}
-    write_config(meta, out / "experts.yaml")
-    conf = dict(config, adapter="lang_experts",
-                adapter_conf=dict(config.get("adapter_conf") or {}, languages=router.languages))
-    write_config(conf, out / "config.yaml")
-    return meta
-
-
-def read_bundle(path: Path) -> dict:
-    """experts.yaml of a bundle folder, checked; raises ValueError naming the file."""
-    meta_path = Path(path) / "experts.yaml"
-    if not meta_path.is_file() or not (Path(path) / "experts.pth").is_file():
-        raise ValueError(f"{path}: not an expert bundle (experts.yaml and experts.pth; stage 9 "
-                         "of a lang_experts run writes one in export/experts/)")
-    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{meta_path}: bundle format {meta.get('format')}, expected "
-                         f"{BUNDLE_FORMAT}")
-    return meta
-
-
-def load_bundle_into(model: nn.Module, path: Path) -> dict:
-    """Load a bundle's experts into a model built with the same experts (its config.yaml)."""
-    meta = read_bundle(path)
-    if base_fingerprint(model) != meta["base_fingerprint"]:
-        raise ValueError(f"{path}: the experts were trained on another base model "
-                         f"({meta['base']}, fingerprint {meta['base_fingerprint']}) than this one "
-                         f"(fingerprint {base_fingerprint(model)})")
-    state = torch.load(Path(path) / "experts.pth", map_location="cpu", weights_only=True)
-    expected = {n for n in model.state_dict() if n.endswith(EXPERT_PARAMETERS)}
-    if set(state) != expected:
-        raise ValueError(f"{path}: its experts ({len(state)} tensors) do not fit this model's "
-                         f"({len(expected)}): e.g. {sorted(set(state) ^ expected)[:2]}")
-    model.load_state_dict(state, strict=False)
-    return meta
-
-
-def combine_bundles(paths: List[Path]) -> tuple:
-    """One bundle from several (e.g. a language added later by a separate run): same base, rank,
-    alpha and modules, no language twice. Returns (meta, state)."""
-    metas = [read_bundle(p) for p in paths]
-    first = metas[0]
-    for p, meta in zip(paths[1:], metas[1:]):
-        for key in ("base", "base_fingerprint", "rank", "alpha", "modules"):
-            if meta[key] != first[key]:
-                shown = (meta[key], first[key]) if key != "modules" else (
-                    f"{len(meta[key])} modules", f"{len(first[key])} modules")
-                raise ValueError(f"{p}: {key} {shown[0]} differs from {paths[0]}'s {shown[1]}; "
-                                 "experts combine only when trained on the same base model with "
-                                 "the same rank, alpha and modules")
-    languages = [lang for m in metas for lang in m["languages"]]
-    twice = sorted({lang for lang in languages if languages.count(lang) > 1})
-    if twice:
-        raise ValueError(f"language(s) {twice} have an expert in more than one of {paths}")
-    states = [torch.load(Path(p) / "experts.pth", map_location="cpu", weights_only=True)
-              for p in paths]
-    state = {k: torch.cat([s[k] for s in states]) for k in states[0]}
-    return dict(first, languages=languages), state
-
-
-# ---- distillation: one student LoRA, taught by the experts

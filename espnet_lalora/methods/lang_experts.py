@@ -29,9 +29,9 @@ from torch import nn
 
 from espnet_lalora.methods import lang_experts_export
 from espnet_lalora.methods.base import AdapterConfigError, Method, MethodConfig, freeze_all_but
+from espnet_lalora.methods.expert_bundle import load_bundle_into, read_bundle
 from espnet_lalora.methods.expert_layer import (EXPERT_PARAMETERS, expert_modules,
-                                                inject_experts, load_bundle_into,
-                                                merge_with_weights, read_bundle)
+                                                inject_experts, merge_with_weights)
 from espnet_lalora.methods.lora import (ALL_LINEARS, DEFAULT_RANK, LoRAOptions, candidate_modules,
                                         check_rank)
 from espnet_lalora.methods.lora_layer import lora_modules

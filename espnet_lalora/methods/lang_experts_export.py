@@ -13,7 +13,8 @@ from torch import nn
 
 from espnet_lalora.config import write_config
 from espnet_lalora.fileio import atomic_path
-from espnet_lalora.methods.expert_layer import expert_modules, merge_with_weights, save_bundle
+from espnet_lalora.methods.expert_bundle import save_bundle
+from espnet_lalora.methods.expert_layer import expert_modules, merge_with_weights
 from espnet_lalora.methods.module_grid import Panel, plot_panels
 from espnet_lalora.progress import Progress
 
