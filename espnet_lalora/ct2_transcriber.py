@@ -200,4 +200,9 @@ class CT2Transcriber:
         return " ".join(s.text.strip() for s in segments).strip(), tokens, total
 
     def token_strings(self, ids) -> List[str]:
-        return [self.hf_tokenizer.id_to_token(i) for i in ids]
+        """Token names; the timestamp tokens, which the CTranslate2 folders' tokenizer.json
+        lacks (a model that emits one anyway: e.g. an untrained one), as openai-whisper names
+        them."""
+        first_timestamp = self.hf_tokenizer.token_to_id("<|notimestamps|>") + 1
+        return [self.hf_tokenizer.id_to_token(i) or f"<|{(i - first_timestamp) * 0.02:.2f}|>"
+                for i in ids]

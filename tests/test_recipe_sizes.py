@@ -3,6 +3,7 @@
 v3 token list, training LoRA on every block (turbo: 32 -> 6 encoder and 4 decoder blocks here),
 the export in both formats, decoding of the fine-tuned and the zero-shot model, scoring, report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -68,7 +69,8 @@ def test_stages_5_to_12_on_a_checkpoint_file(recipe, shape, tmp_path):
     assert exported["dims"] == torch.load(checkpoint, weights_only=True)["dims"]
     assert (exported["dims"]["n_mels"], exported["dims"]["n_text_layer"]) == (n_mels,
                                                                               decoder_layers)
-    vocabulary = (exp / "export/ct2/vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    # CTranslate2 4 saves the vocabulary as vocabulary.json (the installed base folder: .txt)
+    vocabulary = json.loads((exp / "export/ct2/vocabulary.json").read_text(encoding="utf-8"))
     assert len(vocabulary) == n_vocab and vocabulary[50358] == "<|yue|>"
     assert str(n_mels) in (exp / "export/ct2/preprocessor_config.json").read_text()
 

@@ -19,7 +19,7 @@ quiet_espnet_imports()
 
 from espnet2.utils.types import str2bool  # noqa: E402
 
-from espnet_lalora.bin.launch import is_rank_zero, redirect_rank_output  # noqa: E402
+from espnet_lalora.distributed import is_rank_zero, redirect_rank_output  # noqa: E402
 from espnet_lalora.config import parse_asr_train_args, with_composed_config  # noqa: E402
 from espnet_lalora.espnet_plugin import ASRTask  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402

@@ -20,7 +20,7 @@ from espnet_lalora.quiet import quiet_espnet_imports
 quiet_espnet_imports()
 
 import espnet_lalora.espnet_plugin  # noqa: E402,F401  (the per-utterance language prompt, as stage 8)
-from espnet_lalora.bin.launch import redirect_rank_output  # noqa: E402
+from espnet_lalora.distributed import redirect_rank_output  # noqa: E402
 from espnet_lalora.config import ConfigError, parse_asr_train_args  # noqa: E402
 from espnet_lalora.methods import AdapterConfigError, get_method  # noqa: E402
 
