@@ -2,7 +2,8 @@
 encoder outputs, interleaved (A, B, B, A, ...), median seconds per batch and whether every result
 is the same (tokens and score). For a change of the search itself (issue 30's rebuild):
 
-  .venv/bin/python bench/search_ab.py --rev 3a6d595 --data egs2/mini_multi/asr1/dump/raw/test
+  cd egs2/mini_multi/asr1    # after a run: its exp/ and dump/ (the config's paths are relative)
+  ../../../.venv/bin/python ../../../bench/search_ab.py --rev 3a6d595 --data dump/raw/test
 
 Zero-shot Whisper base (the ``--config`` of a zero-shot experiment or, by default, the one
 run.sh writes), each utterance encoded once as the model reads it (only the search is timed),
@@ -47,8 +48,7 @@ def main():
     parser.add_argument("--rev", required=True, help="the git revision to compare with")
     parser.add_argument("--data", type=Path, required=True, help="a data dir (wav.scp, utt2lang)")
     parser.add_argument("--config", type=Path,
-                        default=ROOT / "egs2/mini_multi/asr1/exp/asr_zero_shot_whisper_base/"
-                                       "config.yaml")
+                        default=Path("exp/asr_zero_shot_whisper_base/config.yaml"))
     parser.add_argument("--max_utts", type=int, default=16)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)

@@ -105,6 +105,14 @@ def recipe_copy(root: Path, recipe: str = "egs2/mini_multi/asr1") -> Path:
     return root / recipe
 
 
+def assert_resumed(result, exp: Path):
+    """A rerun of stage 8 that took up the killed run's checkpoint and trained epoch 2."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming the interrupted run (same inputs)" in result.stderr
+    assert "The training was resumed using" in (exp / "train.log").read_text(errors="replace")
+    assert (exp / "2epoch.pth").exists()
+
+
 def config_copy(name: str, path: Path, old: str = "", new: str = "") -> Path:
     """``conf/<name>`` written to ``path`` with ``old`` replaced by ``new``; its base_config
     points back at conf/, so the copy composes like the original."""
